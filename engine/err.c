@@ -21,6 +21,12 @@ int ls_err_prefix(ls_err *err, const char *fmt, ...) {
     vsnprintf(head, sizeof head, fmt, ap);
     va_end(ap);
     memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s%s", head, old);
+    size_t n = strlen(head);
+    if (n >= sizeof err->msg) n = sizeof err->msg - 1;
+    memcpy(err->msg, head, n);
+    size_t rest = strnlen(old, sizeof old - 1);
+    if (rest > sizeof err->msg - 1 - n) rest = sizeof err->msg - 1 - n;  /* truncate the tail */
+    memcpy(err->msg + n, old, rest);
+    err->msg[n + rest] = '\0';
     return -1;
 }

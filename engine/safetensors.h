@@ -31,6 +31,9 @@ typedef enum ls_dtype {
 const char *ls_dtype_name(ls_dtype dt);
 size_t ls_dtype_size(ls_dtype dt);
 
+/* Formats a shape as "[64, 128]" ("[]" for a scalar) into buf, truncating to cap. */
+void ls_st_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape);
+
 typedef struct ls_st_tensor {
     char *name;                  /* owned */
     ls_dtype dtype;
@@ -56,7 +59,7 @@ void ls_st_header_free(ls_st_header *h);
 
 typedef struct ls_st_file {
     char *path;
-    int fd;
+    int fd;                      /* -1: closed once mapped (the mapping outlives it) */
     uint8_t *map;
     size_t map_len;
     ls_st_header hdr;            /* tensors' data pointers point into map */

@@ -1,0 +1,45 @@
+#include "engine/reference.h"
+
+#include <stdlib.h>
+
+int ls_reference_logprobs(const ls_model *m, const int32_t *tokens, int64_t L,
+                          const ls_forward_opts *opts, double *out, ls_err *err) {
+    if (L < 1) return ls_errf(err, "reference: empty sequence");
+    const ls_model_config *c = &m->cfg;
+    const int64_t sz = ls_prec_size(m->prec), V = c->vocab_size;
+    const int64_t nm = ls_cfg_count(c, LS_LAYER_MAMBA), na = ls_cfg_count(c, LS_LAYER_ATTN);
+    const int64_t kvd = c->num_kv_heads * c->head_dim, di = c->mamba_d_inner;
+    int rc = -1;
+    void **conv = calloc((size_t)(nm + 1), sizeof *conv);
+    void **ssm = calloc((size_t)(nm + 1), sizeof *ssm);
+    void **kk = calloc((size_t)(na + 1), sizeof *kk);
+    void **vv = calloc((size_t)(na + 1), sizeof *vv);
+    void *lp = malloc((size_t)(L * V * sz));
+    if (!conv || !ssm || !kk || !vv || !lp) { ls_errf(err, "reference: out of memory"); goto done; }
+    for (int64_t i = 0; i < nm; i++) {
+        conv[i] = calloc((size_t)(di * (c->mamba_d_conv - 1) + 1), (size_t)sz);
+        ssm[i] = calloc((size_t)(di * c->mamba_d_state), (size_t)sz);
+        if (!conv[i] || !ssm[i]) { ls_errf(err, "reference: out of memory"); goto done; }
+    }
+    for (int64_t i = 0; i < na; i++) {
+        kk[i] = malloc((size_t)(L * kvd * sz));
+        vv[i] = malloc((size_t)(L * kvd * sz));
+        if (!kk[i] || !vv[i]) { ls_errf(err, "reference: out of memory"); goto done; }
+    }
+    const int64_t block_table[1] = {0};
+    ls_kv_cache kv = {.block_size = L, .k = kk, .v = vv};
+    ls_seq_step step = {.tokens = tokens, .n = L, .start_pos = 0, .has_initial_state = 0,
+                        .conv = conv, .ssm = ssm, .block_table = block_table,
+                        .logits_from = 0, .logprobs = lp};
+    if (ls_forward(m, &kv, &step, 1, opts, err)) goto done;
+    for (int64_t t = 1; t < L; t++) {
+        int64_t at = (t - 1) * V + tokens[t];
+        out[t - 1] = m->prec == LS_F64 ? ((double *)lp)[at] : (double)((float *)lp)[at];
+    }
+    rc = 0;
+done:
+    for (int64_t i = 0; conv && i < nm; i++) { free(conv[i]); free(ssm[i]); }
+    for (int64_t i = 0; kk && i < na; i++) { free(kk[i]); free(vv[i]); }
+    free(conv); free(ssm); free(kk); free(vv); free(lp);
+    return rc;
+}

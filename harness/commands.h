@@ -1,0 +1,9 @@
+/* The lockstep subcommands. Each returns the process exit code: 0 ok, 1 divergence
+ * found, 2 bad input or internal error (message already printed to stderr). */
+#ifndef LS_COMMANDS_H
+#define LS_COMMANDS_H
+
+int ls_cmd_score(int argc, char **argv);
+int ls_cmd_run(int argc, char **argv);
+
+#endif

@@ -1,0 +1,30 @@
+/* lockstep: the command-line entry. Library code returns errors; only this decides to exit. */
+#include <stdio.h>
+#include <string.h>
+
+#include "harness/commands.h"
+#include "ls_build.h"
+
+static int usage(FILE *f) {
+    fprintf(f,
+            "lockstep %s — deterministic logprob-divergence harness for hybrid Mamba+attention LLMs\n"
+            "\n"
+            "usage: lockstep COMMAND [ARGS]\n"
+            "  run [CONFIG] [--set KEY=VALUE ...]   engine vs reference on a workload (default: configs/default.yaml)\n"
+            "  score --model DIR [--tokens FILE] [--precision fp64|fp32]\n"
+            "                                        reference teacher-forced logprobs of token sequences\n"
+            "exit codes: 0 ok, 1 divergence found, 2 bad input or internal error\n",
+            LS_VERSION);
+    return f == stderr ? 2 : 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return usage(stderr);
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "score")) return ls_cmd_score(argc - 2, argv + 2);
+    if (!strcmp(cmd, "run")) return ls_cmd_run(argc - 2, argv + 2);
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) return usage(stdout);
+    if (!strcmp(cmd, "--version")) { printf("lockstep %s\n", LS_VERSION); return 0; }
+    fprintf(stderr, "lockstep: unknown command '%s'\n", cmd);
+    return usage(stderr);
+}

@@ -1,0 +1,37 @@
+/* Linear layer. The dot product of each output uses 8 partial sums over k mod 8, then
+ * combines them in a fixed tree: the order depends only on `in`, never on `rows`, so a
+ * row gives the same bits alone or in any batch. (Split-K that varied with the batch
+ * would break invariance.) */
+#ifndef LS_T
+#include "kernels/kernels.h"
+#define LS_T float
+#define LS_S(n) n##_f32
+#include "kernels/matmul.c"
+#undef LS_T
+#undef LS_S
+#define LS_T double
+#define LS_S(n) n##_f64
+#include "kernels/matmul.c"
+#else
+
+static LS_T LS_S(dot8)(const LS_T *a, const LS_T *b, int64_t n) {
+    LS_T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int j = 0; j < 8; j++) acc[j] += a[k + j] * b[k + j];
+    for (int j = 0; k < n; k++, j++) acc[j] += a[k] * b[k];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+void LS_S(ls_linear)(const LS_T *x, int64_t rows, int64_t in, const LS_T *w, const LS_T *b,
+                     int64_t out, LS_T *y) {
+    for (int64_t m = 0; m < rows; m++) {
+        const LS_T *xr = x + m * in;
+        LS_T *yr = y + m * out;
+        for (int64_t o = 0; o < out; o++) {
+            LS_T s = LS_S(dot8)(w + o * in, xr, in);
+            yr[o] = b ? s + b[o] : s;
+        }
+    }
+}
+#endif
