@@ -124,7 +124,7 @@ static void LS_S(attn_layer)(const ls_model *m, const ls_layer_w *L, int64_t ai,
     int64_t r0 = 0;
     for (int64_t s = 0; s < n_seqs; s++) {
         const ls_seq_step *q = &seqs[s];
-        if (!q->conv) {   /* padding row: no KV, no attention */
+        if (!q->block_table) {   /* padding row: no KV, no attention */
             memset(w->att + r0 * qd, 0, (size_t)(q->n * qd) * sizeof(LS_T));
             r0 += q->n;
             continue;

@@ -16,12 +16,13 @@ typedef struct ls_seq_step {
     int64_t start_pos;           /* tokens of this sequence already in the KV cache */
     /* Mamba states, one pointer per Mamba layer (model precision): conv [d_inner][d_conv-1],
      * ssm [d_inner][d_state]. has_initial_state = 0 starts from zeros (and overwrites the
-     * slot); 1 reads what the slot holds. conv == NULL marks a padding row: it runs on
-     * scratch state, writes no state and no KV, and its outputs are discarded. */
+     * slot); 1 reads what the slot holds. conv == NULL runs on scratch state. */
     int has_initial_state;
     void **conv;
     void **ssm;
-    const int64_t *block_table;  /* KV blocks covering positions [0, start_pos + n) */
+    /* KV blocks covering positions [0, start_pos + n). NULL marks a padding row (batches
+     * padded to a captured size): it reads and writes no KV and its outputs are unused. */
+    const int64_t *block_table;
     int64_t logits_from;         /* rows [logits_from, n) get log-probabilities */
     void *logprobs;              /* [(n - logits_from)][vocab], model precision */
 } ls_seq_step;

@@ -1,0 +1,857 @@
+/* The engine's run loop: schedule a step, run it through the shared forward over the
+ * paged KV cache and the Mamba state pool, write states back, sample, fork, snapshot.
+ *
+ * State flow per step: each scheduled sequence's Mamba state is copied from its slot into
+ * a staging row, the forward updates staging in place, and staging is written back to
+ * the slot. Reads and writes go through one offset function (64-bit); the planted fault
+ * narrow_state_offset swaps in the N-bit write offset, as the real kernel bug did. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/block_pool.h"
+#include "engine/engine.h"
+#include "engine/forward.h"
+
+enum { SEQ_WAITING = 0, SEQ_RUNNING, SEQ_DONE };
+
+typedef struct seq {
+    int64_t id, request, rollout;      /* rollout -1: a prompt's prefill that forks n ways */
+    int32_t *tokens;
+    int64_t len, cap, prompt_len, max_len;
+    int64_t num_computed;
+    int64_t slot;                      /* -1: none */
+    int64_t prev_tenant;
+    int64_t *blocks;
+    int64_t n_blocks, cap_blocks, n_registered;
+    int64_t stale_block;               /* fault stale_block_table: first block before preemption */
+    int64_t preemptions, chunk;
+    int from_snapshot, keep_state;
+    int status;
+    double *logprobs;
+    ls_provenance *prov;
+} seq;
+
+typedef struct plan_entry {
+    seq *s;
+    int64_t n;
+    int has_init;
+    int padding;
+} plan_entry;
+
+typedef struct engine {
+    const ls_model *m;
+    const ls_engine_config *c;
+    const ls_workload *wl;
+    ls_err *err;
+    int64_t nm, na, conv_sz, ssm_sz, esz, kvd, V;
+    ls_block_pool blocks;
+    ls_slot_allocator slots;
+    int64_t *slot_refs;                /* sequences sharing a slot (>1 only under fork_shares_slot) */
+    uint8_t *slot_used;
+    void **conv, **ssm;                /* per Mamba layer: [slots * conv_sz], [slots * stride] */
+    void **kc, **vc;                   /* per attention layer: [blocks * block_size * kvd] */
+    /* Mamba state snapshots at block boundaries, keyed by the block's content id */
+    uint64_t *snap_key;
+    int64_t *snap_used_step;
+    void *snap_data;
+    int64_t snap_bytes;
+    seq **all;
+    int64_t n_all, cap_all;
+    int64_t *running, n_running;
+    int64_t *waiting, n_waiting;
+    int64_t next_request;              /* requests admitted into `waiting` so far, in order */
+    int64_t step;
+    ls_engine_result *out;
+    int64_t cap_steps;
+    /* step buffers */
+    plan_entry *plan;
+    int64_t n_plan, cap_plan;
+    void *staging;                     /* per plan row: nm * (conv_sz + ssm_sz) */
+    double *lp_row;
+    double *sample_scratch;
+} engine;
+
+/* ---------------- small helpers ---------------- */
+
+static int grow(void **p, int64_t *cap, int64_t need, size_t elem) {
+    if (need <= *cap) return 0;
+    int64_t nc = *cap ? *cap : 8;
+    while (nc < need) nc *= 2;
+    void *np = realloc(*p, (size_t)nc * elem);
+    if (!np) return -1;
+    *p = np;
+    *cap = nc;
+    return 0;
+}
+
+static char *conv_at(engine *e, int64_t mi, int64_t slot) {
+    return (char *)e->conv[mi] + ls_slot_offset(slot, e->conv_sz) * e->esz;
+}
+
+static char *ssm_at(engine *e, int64_t mi, int64_t slot) {
+    return (char *)e->ssm[mi] + ls_slot_offset(slot, e->c->slot_stride) * e->esz;
+}
+
+/* The SSM write offset: the one place the narrow_state_offset fault lives. */
+static char *ssm_write_at(engine *e, int64_t mi, int64_t slot) {
+    if (e->c->faults.on[LS_FAULT_NARROW_STATE_OFFSET]) {
+        uint64_t off = ls_slot_offset_narrow(slot, e->c->slot_stride, e->c->faults.narrow_bits);
+        return (char *)e->ssm[mi] + (int64_t)off * e->esz;
+    }
+    return ssm_at(e, mi, slot);
+}
+
+static char *staging_conv(engine *e, int64_t row, int64_t mi) {
+    return (char *)e->staging + (row * e->nm + mi) * (e->conv_sz + e->ssm_sz) * e->esz;
+}
+
+static char *staging_ssm(engine *e, int64_t row, int64_t mi) {
+    return staging_conv(e, row, mi) + e->conv_sz * e->esz;
+}
+
+static void poison_slot(engine *e, int64_t slot) {
+    if (!e->c->debug_poison) return;
+    for (int64_t mi = 0; mi < e->nm; mi++) {
+        if (e->m->prec == LS_F64) {
+            ls_poison_f64((double *)conv_at(e, mi, slot), e->conv_sz);
+            ls_poison_f64((double *)ssm_at(e, mi, slot), e->ssm_sz);
+        } else {
+            ls_poison_f32((float *)conv_at(e, mi, slot), e->conv_sz);
+            ls_poison_f32((float *)ssm_at(e, mi, slot), e->ssm_sz);
+        }
+    }
+}
+
+static int64_t take_slot(engine *e, seq *s) {
+    int64_t slot = ls_slot_alloc(&e->slots, s->id);
+    if (slot < 0) return -1;
+    e->slot_refs[slot] = 1;
+    s->slot = slot;
+    s->prev_tenant = ls_slot_prev_owner(&e->slots, slot);
+    if (!e->slot_used[slot]) { e->slot_used[slot] = 1; e->out->stats.distinct_slots_used++; }
+    if (slot > e->out->stats.max_slot_used) e->out->stats.max_slot_used = slot;
+    return slot;
+}
+
+static int release_slot(engine *e, seq *s) {
+    if (s->slot < 0) return 0;
+    int64_t slot = s->slot;
+    s->slot = -1;
+    if (--e->slot_refs[slot] > 0) return 0;
+    if (ls_slot_free(&e->slots, slot, e->err)) return -1;
+    poison_slot(e, slot);
+    return 0;
+}
+
+static int release_blocks(engine *e, seq *s) {
+    for (int64_t b = 0; b < s->n_blocks; b++)
+        if (ls_block_pool_decref(&e->blocks, s->blocks[b], e->err)) return -1;
+    s->n_blocks = 0;
+    s->n_registered = 0;
+    return 0;
+}
+
+static int push_token(seq *s, int32_t tok) {
+    if (s->len == s->cap) {
+        int64_t nc = s->cap * 2;
+        int32_t *t = realloc(s->tokens, (size_t)nc * sizeof *t);
+        double *l = realloc(s->logprobs, (size_t)nc * sizeof *l);
+        ls_provenance *p = realloc(s->prov, (size_t)nc * sizeof *p);
+        if (t) s->tokens = t;
+        if (l) s->logprobs = l;
+        if (p) s->prov = p;
+        if (!t || !l || !p) return -1;
+        s->cap = nc;
+    }
+    s->tokens[s->len++] = tok;
+    return 0;
+}
+
+static seq *new_seq(engine *e, int64_t request, int64_t rollout, const int32_t *toks, int64_t len,
+                    int64_t prompt_len, int64_t max_len) {
+    if (grow((void **)&e->all, &e->cap_all, e->n_all + 1, sizeof(seq *))) return NULL;
+    seq *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->cap = max_len + 1;
+    s->tokens = malloc((size_t)s->cap * sizeof *s->tokens);
+    s->logprobs = calloc((size_t)s->cap, sizeof *s->logprobs);
+    s->prov = calloc((size_t)s->cap, sizeof *s->prov);
+    if (!s->tokens || !s->logprobs || !s->prov) {
+        free(s->tokens); free(s->logprobs); free(s->prov); free(s);
+        return NULL;
+    }
+    memcpy(s->tokens, toks, (size_t)len * sizeof *toks);
+    s->len = len;
+    s->prompt_len = prompt_len;
+    s->max_len = max_len;
+    s->id = e->n_all;
+    s->request = request;
+    s->rollout = rollout;
+    s->slot = -1;
+    s->prev_tenant = -1;
+    s->stale_block = -1;
+    e->all[e->n_all++] = s;
+    return s;
+}
+
+static void list_remove(int64_t *list, int64_t *n, int64_t id) {
+    for (int64_t i = 0; i < *n; i++)
+        if (list[i] == id) {
+            memmove(list + i, list + i + 1, (size_t)(*n - i - 1) * sizeof *list);
+            (*n)--;
+            return;
+        }
+}
+
+static void waiting_push_front(engine *e, seq *s) {
+    memmove(e->waiting + 1, e->waiting, (size_t)e->n_waiting * sizeof *e->waiting);
+    e->waiting[0] = s->id;
+    e->n_waiting++;
+    s->status = SEQ_WAITING;
+}
+
+/* ---------------- snapshots ---------------- */
+
+static int64_t snap_find(engine *e, uint64_t key) {
+    if (!key) return -1;
+    for (int64_t i = 0; i < e->c->num_snapshots; i++)
+        if (e->snap_key[i] == key) return i;
+    return -1;
+}
+
+static char *snap_at(engine *e, int64_t i) { return (char *)e->snap_data + i * e->snap_bytes; }
+
+/* Copies the state in `slot` (what the engine holds, faults included) into a snapshot. */
+static void snap_take(engine *e, uint64_t key, int64_t slot) {
+    if (!key || snap_find(e, key) >= 0) return;
+    int64_t victim = 0;                        /* an empty entry, else least recently used */
+    for (int64_t i = 0; i < e->c->num_snapshots; i++) {
+        if (!e->snap_key[i]) { victim = i; break; }
+        if (e->snap_used_step[i] < e->snap_used_step[victim]) victim = i;
+    }
+    char *d = snap_at(e, victim);
+    for (int64_t mi = 0; mi < e->nm; mi++) {
+        memcpy(d, conv_at(e, mi, slot), (size_t)(e->conv_sz * e->esz));
+        d += e->conv_sz * e->esz;
+        memcpy(d, ssm_at(e, mi, slot), (size_t)(e->ssm_sz * e->esz));
+        d += e->ssm_sz * e->esz;
+    }
+    e->snap_key[victim] = key;
+    e->snap_used_step[victim] = e->step;
+    e->out->stats.snapshots_taken++;
+}
+
+static void snap_restore(engine *e, int64_t i, int64_t slot) {
+    const char *d = snap_at(e, i);
+    for (int64_t mi = 0; mi < e->nm; mi++) {
+        memcpy(conv_at(e, mi, slot), d, (size_t)(e->conv_sz * e->esz));
+        d += e->conv_sz * e->esz;
+        memcpy(ssm_at(e, mi, slot), d, (size_t)(e->ssm_sz * e->esz));
+        d += e->ssm_sz * e->esz;
+    }
+    e->snap_used_step[i] = e->step;
+    e->out->stats.snapshot_restores++;
+}
+
+/* ---------------- KV blocks ---------------- */
+
+static void copy_block(engine *e, int64_t from, int64_t to) {
+    int64_t row_bytes = e->kvd * e->esz, bs = e->c->block_size;
+    for (int64_t ai = 0; ai < e->na; ai++) {
+        memcpy((char *)e->kc[ai] + to * bs * row_bytes, (char *)e->kc[ai] + from * bs * row_bytes,
+               (size_t)(bs * row_bytes));
+        memcpy((char *)e->vc[ai] + to * bs * row_bytes, (char *)e->vc[ai] + from * bs * row_bytes,
+               (size_t)(bs * row_bytes));
+    }
+}
+
+/* Makes s own blocks for positions [num_computed, num_computed + n): copy-on-write of a
+ * shared partial block, then fresh blocks. Returns 1 if the pool ran dry (nothing lost:
+ * blocks taken stay in the table for the next try), 0 ok, -1 error. */
+static int ensure_blocks(engine *e, seq *s, int64_t n) {
+    const int64_t bs = e->c->block_size;
+    int64_t first = s->num_computed / bs;
+    if (s->num_computed % bs && first < s->n_blocks &&
+        ls_block_pool_refcount(&e->blocks, s->blocks[first]) > 1) {
+        if (ls_block_pool_num_free(&e->blocks) == 0) return 1;
+        int64_t nb = ls_block_pool_cow(&e->blocks, s->blocks[first], e->err);
+        if (nb < 0) return -1;
+        copy_block(e, s->blocks[first], nb);
+        s->blocks[first] = nb;
+        e->out->stats.cow_copies++;
+    }
+    int64_t need = (s->num_computed + n + bs - 1) / bs;
+    if (grow((void **)&s->blocks, &s->cap_blocks, need, sizeof(int64_t)))
+        return ls_errf(e->err, "out of memory");
+    while (s->n_blocks < need) {
+        int64_t b = ls_block_pool_alloc(&e->blocks);
+        if (b < 0) return 1;
+        s->blocks[s->n_blocks++] = b;
+    }
+    return 0;
+}
+
+/* ---------------- scheduling ---------------- */
+
+static int preempt(engine *e, seq *s) {
+    list_remove(e->running, &e->n_running, s->id);
+    if (e->c->faults.on[LS_FAULT_STALE_BLOCK_TABLE] && s->n_blocks > 0) s->stale_block = s->blocks[0];
+    if (release_blocks(e, s)) return -1;
+    if (e->c->faults.on[LS_FAULT_PREEMPT_KEEPS_STATE]) {
+        s->keep_state = 1;             /* keeps its slot, and will re-prefill on top of it */
+    } else if (release_slot(e, s)) {
+        return -1;
+    }
+    s->num_computed = 0;
+    s->preemptions++;
+    s->from_snapshot = 0;
+    e->out->stats.preemptions++;
+    waiting_push_front(e, s);
+    return 0;
+}
+
+static int is_decode_step(const seq *s) { return s->num_computed > 0 && s->len - s->num_computed == 1; }
+
+/* Tokens to run for s within `budget`; with prefix caching a prefill chunk that does not
+ * finish the sequence ends on a block boundary so a snapshot can be taken there. */
+static int64_t chunk_len(const engine *e, const seq *s, int64_t budget) {
+    int64_t left = s->len - s->num_computed, n = left < budget ? left : budget;
+    if (e->c->max_chunk > 0 && n > e->c->max_chunk && !is_decode_step(s)) n = e->c->max_chunk;
+    if (e->c->prefix_caching && n < left) {
+        int64_t bs = e->c->block_size, end = (s->num_computed + n) / bs * bs;
+        n = end - s->num_computed;
+    }
+    return n;
+}
+
+static int add_plan(engine *e, seq *s, int64_t n, int has_init, int padding) {
+    if (grow((void **)&e->plan, &e->cap_plan, e->n_plan + 1, sizeof(plan_entry)))
+        return ls_errf(e->err, "out of memory");
+    e->plan[e->n_plan++] = (plan_entry){s, n, has_init, padding};
+    return 0;
+}
+
+static int has_initial_state(const engine *e, const seq *s, int64_t n) {
+    if (e->c->faults.on[LS_FAULT_DECODE_MISCLASSIFIED] && n == 1) return 1;  /* by count: the bug */
+    return s->num_computed > 0 || s->keep_state;
+}
+
+/* Prefix hit for a fresh sequence: the longest run of cached full blocks ending where a
+ * Mamba snapshot exists, leaving at least one token to compute. Takes references. */
+static int prefix_hit(engine *e, seq *s, int64_t *hit_blocks, int64_t *snap) {
+    *hit_blocks = 0;
+    *snap = -1;
+    if (!e->c->prefix_caching) return 0;
+    const int64_t bs = e->c->block_size;
+    int64_t parent = -1, chain[4096], n = 0;
+    for (int64_t b = 0; (b + 1) * bs <= s->len - 1 && n < 4096; b++) {
+        int64_t blk = ls_block_pool_lookup(&e->blocks, parent, s->tokens + b * bs, bs);
+        if (blk < 0) break;
+        chain[n++] = blk;
+        int64_t sn = snap_find(e, ls_block_pool_content_id(&e->blocks, blk));
+        if (sn >= 0) { *hit_blocks = n; *snap = sn; }
+        parent = blk;
+    }
+    if (grow((void **)&s->blocks, &s->cap_blocks, *hit_blocks + 1, sizeof(int64_t)))
+        return ls_errf(e->err, "out of memory");
+    for (int64_t i = 0; i < *hit_blocks; i++) {
+        if (ls_block_pool_touch(&e->blocks, chain[i], e->err)) return -1;
+        s->blocks[i] = chain[i];
+    }
+    s->n_blocks = s->n_registered = *hit_blocks;
+    return 0;
+}
+
+static int admit(engine *e, seq *s, int64_t budget, int *admitted) {
+    *admitted = 0;
+    int had_slot = s->slot >= 0;
+    if (!had_slot && take_slot(e, s) < 0) return 0;
+    int64_t hit = 0, snap = -1;
+    if (prefix_hit(e, s, &hit, &snap)) return -1;
+    s->num_computed = hit * e->c->block_size;
+    int64_t n = chunk_len(e, s, budget);
+    int rc = n > 0 ? ensure_blocks(e, s, n) : 1;
+    if (rc != 0) {                     /* does not fit now: undo, try again next step */
+        if (rc < 0 || release_blocks(e, s)) return -1;
+        s->num_computed = 0;
+        if (!had_slot && release_slot(e, s)) return -1;
+        return 0;
+    }
+    s->from_snapshot = 0;
+    if (hit > 0) {
+        e->out->stats.prefix_hit_tokens += s->num_computed;
+        if (!e->c->faults.on[LS_FAULT_PREFIX_HIT_WITHOUT_STATE]) {
+            snap_restore(e, snap, s->slot);
+            s->from_snapshot = 1;
+        } else {
+            s->keep_state = 0;
+        }
+    }
+    s->chunk = 0;
+    int has_init = has_initial_state(e, s, n);
+    if (hit > 0 && e->c->faults.on[LS_FAULT_PREFIX_HIT_WITHOUT_STATE]) has_init = 0;
+    if (add_plan(e, s, n, has_init, 0)) return -1;
+    s->status = SEQ_RUNNING;
+    e->running[e->n_running++] = s->id;
+    *admitted = 1;
+    return 0;
+}
+
+static int schedule(engine *e) {
+    e->n_plan = 0;
+    int64_t budget = e->c->max_batched_tokens;
+    int preempted = 0;
+    /* running sequences first, in order; preempt from the back when blocks run out */
+    for (int64_t i = 0; i < e->n_running && budget > 0; i++) {
+        seq *s = e->all[e->running[i]];
+        int64_t n = chunk_len(e, s, budget);
+        if (n <= 0) continue;
+        int rc;
+        while ((rc = ensure_blocks(e, s, n)) == 1) {
+            seq *victim = e->all[e->running[e->n_running - 1]];
+            if (preempt(e, victim)) return -1;
+            preempted = 1;
+            if (victim == s) break;
+        }
+        if (rc < 0) return -1;
+        if (rc == 1) { i--; continue; }   /* s itself was preempted; the list shifted */
+        if (add_plan(e, s, n, has_initial_state(e, s, n), 0)) return -1;
+        budget -= n;
+    }
+    /* then waiting sequences, in order, while there is room (none after a preemption) */
+    while (!preempted && e->n_waiting > 0 && budget > 0 && e->n_running < e->c->max_num_seqs) {
+        seq *s = e->all[e->waiting[0]];
+        int admitted;
+        if (admit(e, s, budget, &admitted)) return -1;
+        if (!admitted) break;
+        e->waiting[0] = -1;
+        list_remove(e->waiting, &e->n_waiting, -1);
+        budget -= e->plan[e->n_plan - 1].n;
+    }
+    /* all-decode batches are padded to a captured size, as CUDA graphs are */
+    if (e->c->pad_decode_to > 0 && e->n_plan > 0) {
+        int all_decode = 1;
+        for (int64_t i = 0; i < e->n_plan; i++) all_decode &= e->plan[i].n == 1 && e->plan[i].has_init;
+        while (all_decode && e->n_plan % e->c->pad_decode_to)
+            if (add_plan(e, NULL, 1, 0, 1)) return -1;
+    }
+    return 0;
+}
+
+/* ---------------- running a step ---------------- */
+
+static void fill_provenance(engine *e, seq *s, int64_t row, ls_provenance *p) {
+    const int64_t bs = e->c->block_size;
+    int64_t last = s->num_computed - 1;
+    *p = (ls_provenance){.step = e->step, .batch_row = row, .slot = s->slot,
+                         .prev_tenant = s->prev_tenant,
+                         .block = last >= 0 && last / bs < s->n_blocks ? s->blocks[last / bs] : -1,
+                         .n_blocks = s->n_blocks, .chunk = s->chunk, .from_snapshot = s->from_snapshot,
+                         .preemptions = s->preemptions};
+}
+
+static int finish(engine *e, seq *s) {
+    list_remove(e->running, &e->n_running, s->id);
+    s->status = SEQ_DONE;
+    if (release_blocks(e, s)) return -1;
+    return release_slot(e, s);
+}
+
+/* Samples s's next token from row lp (log-probabilities, double) and records it. */
+static int sample_next(engine *e, seq *s, int64_t rollout, const double *lp, const ls_provenance *p) {
+    const ls_request *r = &e->wl->requests[s->request];
+    int32_t tok = ls_sample(lp, e->V, &r->sampling, e->wl->seed, (uint64_t)s->request,
+                            (uint64_t)rollout, (uint64_t)s->len, e->sample_scratch);
+    if (tok < 0 || tok >= e->V) return ls_errf(e->err, "sampler returned token %d", tok);
+    int64_t pos = s->len;
+    if (push_token(s, tok)) return ls_errf(e->err, "out of memory");
+    s->logprobs[pos] = lp[tok];
+    s->prov[pos] = *p;
+    return 0;
+}
+
+/* A prompt's prefill is done: n rollouts continue from its state and KV blocks. */
+static int fork_rollouts(engine *e, seq *parent, const double *lp, const ls_provenance *p) {
+    const ls_request *r = &e->wl->requests[parent->request];
+    int64_t pos = 0;
+    for (; pos < e->n_running && e->running[pos] != parent->id; pos++) {}
+    list_remove(e->running, &e->n_running, parent->id);
+    e->out->stats.forks++;
+    for (int64_t i = 0; i < r->n_rollouts; i++) {
+        seq *c = new_seq(e, parent->request, i, parent->tokens, parent->len, parent->prompt_len,
+                         parent->max_len);
+        if (!c) return ls_errf(e->err, "out of memory");
+        parent = e->all[parent->id];    /* e->all may have moved */
+        c->num_computed = parent->num_computed;
+        c->from_snapshot = parent->from_snapshot;
+        c->chunk = parent->chunk;
+        c->preemptions = parent->preemptions;
+        if (grow((void **)&c->blocks, &c->cap_blocks, parent->n_blocks + 1, sizeof(int64_t)))
+            return ls_errf(e->err, "out of memory");
+        for (int64_t b = 0; b < parent->n_blocks; b++) {
+            if (ls_block_pool_incref(&e->blocks, parent->blocks[b], e->err)) return -1;
+            c->blocks[b] = parent->blocks[b];
+        }
+        c->n_blocks = parent->n_blocks;
+        c->n_registered = parent->n_registered;
+        int fits = e->n_running < e->c->max_num_seqs;
+        if (i == 0 || (e->c->faults.on[LS_FAULT_FORK_SHARES_SLOT] && fits)) {
+            c->slot = parent->slot;    /* rollout 0 inherits; the fault makes all share */
+            c->prev_tenant = parent->prev_tenant;
+            e->slot_refs[c->slot]++;
+        } else if (fits && take_slot(e, c) >= 0) {
+            for (int64_t mi = 0; mi < e->nm; mi++) {
+                memcpy(conv_at(e, mi, c->slot), conv_at(e, mi, parent->slot), (size_t)(e->conv_sz * e->esz));
+                memcpy(ssm_write_at(e, mi, c->slot), ssm_at(e, mi, parent->slot), (size_t)(e->ssm_sz * e->esz));
+            }
+        } else {
+            fits = 0;
+        }
+        if (sample_next(e, c, i, lp, p)) return -1;
+        if (c->len >= c->max_len) {        /* one new token was all it wanted */
+            c->status = SEQ_DONE;
+            if (release_blocks(e, c) || release_slot(e, c)) return -1;
+            continue;
+        }
+        if (!fits) {                   /* no room: it re-prefills later, as a preempted one would */
+            if (release_blocks(e, c)) return -1;
+            c->num_computed = 0;
+            c->status = SEQ_WAITING;
+            e->waiting[e->n_waiting++] = c->id;
+            continue;
+        }
+        c->status = SEQ_RUNNING;
+        memmove(e->running + pos + 1, e->running + pos, (size_t)(e->n_running - pos) * sizeof(int64_t));
+        e->running[pos++] = c->id;
+        e->n_running++;
+    }
+    parent = e->all[parent->id];
+    parent->status = SEQ_DONE;
+    if (release_blocks(e, parent)) return -1;
+    return release_slot(e, parent);
+}
+
+/* After a step: register newly full blocks for prefix caching and snapshot the state
+ * at a block boundary. */
+static int after_step_cache(engine *e, seq *s) {
+    if (!e->c->prefix_caching) return 0;
+    const int64_t bs = e->c->block_size;
+    while (s->n_registered < s->num_computed / bs) {
+        int64_t b = s->n_registered;
+        if (ls_block_pool_register(&e->blocks, s->blocks[b], b ? s->blocks[b - 1] : -1,
+                                   s->tokens + b * bs, bs, e->err) < 0)
+            return -1;
+        s->n_registered++;
+    }
+    if (s->num_computed % bs == 0 && s->num_computed > 0 && s->slot >= 0)
+        snap_take(e, ls_block_pool_content_id(&e->blocks, s->blocks[s->num_computed / bs - 1]), s->slot);
+    return 0;
+}
+
+static int run_step(engine *e) {
+    const ls_model *m = e->m;
+    const int64_t np = e->n_plan;
+    const size_t unp = (size_t)(np > 0 ? np : 1);
+    ls_seq_step *steps = calloc(unp, sizeof *steps);
+    void **ptrs = calloc(unp * (size_t)(e->nm * 2 + 1), sizeof(void *));
+    int64_t **tables = calloc(unp, sizeof(int64_t *));
+    char **lps = calloc(unp, sizeof(char *));
+    int64_t rows = 0;
+    for (int64_t i = 0; i < np; i++) rows += e->plan[i].n;
+    void *staging = realloc(e->staging, (size_t)((np + 1) * e->nm * (e->conv_sz + e->ssm_sz) * e->esz));
+    int rc = -1;
+    if (!steps || !ptrs || !tables || !lps || !staging) { ls_errf(e->err, "out of memory"); goto done; }
+    e->staging = staging;
+    static const int32_t pad_token[1] = {0};
+    for (int64_t i = 0; i < np; i++) {
+        plan_entry *pe = &e->plan[i];
+        seq *s = pe->s;
+        ls_seq_step *st = &steps[i];
+        st->conv = ptrs + i * e->nm * 2;
+        st->ssm = st->conv + e->nm;
+        for (int64_t mi = 0; mi < e->nm; mi++) {
+            st->conv[mi] = staging_conv(e, i, mi);
+            st->ssm[mi] = staging_ssm(e, i, mi);
+        }
+        if (pe->padding) {
+            *st = (ls_seq_step){.tokens = pad_token, .n = 1, .conv = st->conv, .ssm = st->ssm,
+                                .logits_from = 1};
+            continue;
+        }
+        for (int64_t mi = 0; mi < e->nm && pe->has_init; mi++) {
+            memcpy(st->conv[mi], conv_at(e, mi, s->slot), (size_t)(e->conv_sz * e->esz));
+            memcpy(st->ssm[mi], ssm_at(e, mi, s->slot), (size_t)(e->ssm_sz * e->esz));
+            if (e->c->faults.on[LS_FAULT_CHUNK_DROPS_CONV_STATE] && s->num_computed > 0 &&
+                !is_decode_step(s))
+                memset(st->conv[mi], 0, (size_t)(e->conv_sz * e->esz));
+        }
+        st->tokens = s->tokens + s->num_computed;
+        st->n = pe->n;
+        st->start_pos = s->num_computed;
+        st->has_initial_state = pe->has_init;
+        st->block_table = s->blocks;
+        if (e->c->faults.on[LS_FAULT_STALE_BLOCK_TABLE] && s->stale_block >= 0 && s->n_blocks > 0) {
+            tables[i] = malloc((size_t)s->n_blocks * sizeof(int64_t));
+            if (!tables[i]) { ls_errf(e->err, "out of memory"); goto done; }
+            memcpy(tables[i], s->blocks, (size_t)s->n_blocks * sizeof(int64_t));
+            tables[i][0] = s->stale_block;   /* the old entry was never replaced */
+            st->block_table = tables[i];
+        }
+        int wants = s->num_computed + pe->n == s->len;
+        st->logits_from = wants ? pe->n - 1 : pe->n;
+        if (wants) {
+            lps[i] = malloc((size_t)(e->V * e->esz));
+            if (!lps[i]) { ls_errf(e->err, "out of memory"); goto done; }
+            st->logprobs = lps[i];
+        }
+    }
+    ls_kv_cache kv = {.block_size = e->c->block_size, .k = e->kc, .v = e->vc};
+    if (ls_forward(m, &kv, steps, np, NULL, e->err)) goto done;
+
+    /* write states back, in batch order */
+    ls_engine_step rec = {.step = e->step, .n_seqs = np};
+    for (int64_t i = 0; i < np; i++) {
+        plan_entry *pe = &e->plan[i];
+        int64_t slot = pe->padding ? (e->c->faults.on[LS_FAULT_PADDING_WRITES_SLOT] ? 0 : -1) : pe->s->slot;
+        rec.n_tokens += pe->n;
+        if (pe->padding) rec.n_padding++;
+        else if (is_decode_step(pe->s)) rec.n_decode++;
+        else rec.n_prefill++;
+        if (slot < 0) continue;
+        for (int64_t mi = 0; mi < e->nm; mi++) {
+            memcpy(conv_at(e, mi, slot), steps[i].conv[mi], (size_t)(e->conv_sz * e->esz));
+            memcpy(ssm_write_at(e, mi, slot), steps[i].ssm[mi], (size_t)(e->ssm_sz * e->esz));
+        }
+    }
+    e->out->stats.padded_rows += rec.n_padding;
+    e->out->stats.tokens_computed += rows;
+
+    /* advance, cache, sample */
+    for (int64_t i = 0; i < np; i++) {
+        plan_entry *pe = &e->plan[i];
+        if (pe->padding) continue;
+        seq *s = pe->s;
+        if (s->num_computed > 0 && !is_decode_step(s)) e->out->stats.chunked_prefills++;
+        s->num_computed += pe->n;
+        s->chunk++;
+        s->keep_state = 0;
+        if (after_step_cache(e, s)) goto done;
+        if (!lps[i]) continue;
+        double *lp = e->lp_row;
+        for (int64_t v = 0; v < e->V; v++)
+            lp[v] = m->prec == LS_F64 ? ((double *)lps[i])[v] : (double)((float *)lps[i])[v];
+        ls_provenance p;
+        fill_provenance(e, s, i, &p);
+        if (s->rollout < 0) {
+            if (fork_rollouts(e, s, lp, &p)) goto done;
+        } else {
+            if (sample_next(e, s, s->rollout, lp, &p)) goto done;
+            if (s->len >= s->max_len && finish(e, s)) goto done;
+        }
+    }
+    rec.free_blocks = ls_block_pool_num_free(&e->blocks);
+    rec.free_slots = ls_slot_num_free(&e->slots);
+    rec.preemptions = e->out->stats.preemptions;
+    if (grow((void **)&e->out->steps, &e->cap_steps, e->out->n_steps + 1, sizeof rec)) {
+        ls_errf(e->err, "out of memory");
+        goto done;
+    }
+    e->out->steps[e->out->n_steps++] = rec;
+    rc = 0;
+done:
+    for (int64_t i = 0; tables && i < np; i++) free(tables[i]);
+    for (int64_t i = 0; lps && i < np; i++) free(lps[i]);
+    free(steps); free(ptrs); free(tables); free(lps);
+    return rc;
+}
+
+/* ---------------- setup, loop, results ---------------- */
+
+static int engine_init(engine *e) {
+    const ls_model_config *mc = &e->m->cfg;
+    const ls_engine_config *c = e->c;
+    e->nm = ls_cfg_count(mc, LS_LAYER_MAMBA);
+    e->na = ls_cfg_count(mc, LS_LAYER_ATTN);
+    e->conv_sz = mc->mamba_d_inner * (mc->mamba_d_conv - 1);
+    e->ssm_sz = mc->mamba_d_inner * mc->mamba_d_state;
+    e->esz = ls_prec_size(e->m->prec);
+    e->kvd = mc->num_kv_heads * mc->head_dim;
+    e->V = mc->vocab_size;
+    if (ls_block_pool_init(&e->blocks, c->num_blocks, c->block_size, e->err)) return -1;
+    if (ls_slot_alloc_init(&e->slots, c->num_state_slots, c->slot_policy, c->slot_seed, e->err)) return -1;
+    e->slot_refs = calloc((size_t)c->num_state_slots, sizeof *e->slot_refs);
+    e->slot_used = calloc((size_t)c->num_state_slots, 1);
+    e->conv = calloc((size_t)e->nm + 1, sizeof(void *));
+    e->ssm = calloc((size_t)e->nm + 1, sizeof(void *));
+    e->kc = calloc((size_t)e->na + 1, sizeof(void *));
+    e->vc = calloc((size_t)e->na + 1, sizeof(void *));
+    e->snap_bytes = e->nm * (e->conv_sz + e->ssm_sz) * e->esz;
+    e->snap_key = calloc((size_t)c->num_snapshots, sizeof *e->snap_key);
+    e->snap_used_step = calloc((size_t)c->num_snapshots, sizeof *e->snap_used_step);
+    e->snap_data = malloc((size_t)(c->num_snapshots * e->snap_bytes + 1));
+    e->lp_row = malloc((size_t)e->V * sizeof(double));
+    e->sample_scratch = malloc((size_t)(2 * e->V + 2) * sizeof(double));
+    int64_t total_req = 0;
+    for (int64_t r = 0; r < e->wl->n_requests; r++) total_req += 1 + e->wl->requests[r].n_rollouts;
+    e->running = malloc((size_t)(total_req + 1) * sizeof(int64_t));
+    e->waiting = malloc((size_t)(total_req + 1) * sizeof(int64_t));
+    if (!e->slot_refs || !e->slot_used || !e->conv || !e->ssm || !e->kc || !e->vc || !e->snap_key ||
+        !e->snap_used_step || !e->snap_data || !e->lp_row || !e->sample_scratch || !e->running ||
+        !e->waiting)
+        return ls_errf(e->err, "out of memory");
+    /* Slots hold NaN until written: with debug_poison a read of a never-written or freed slot
+     * is loud; without it they start at zero, like a fresh allocation. */
+    for (int64_t mi = 0; mi < e->nm; mi++) {
+        int64_t ssm_elems = ls_slot_offset(c->num_state_slots - 1, c->slot_stride) + c->slot_stride;
+        e->conv[mi] = calloc((size_t)(c->num_state_slots * e->conv_sz + 1), (size_t)e->esz);
+        e->ssm[mi] = calloc((size_t)ssm_elems, (size_t)e->esz);
+        if (!e->conv[mi] || !e->ssm[mi])
+            return ls_errf(e->err, "cannot allocate the Mamba state pool (%lld slots x stride %lld)",
+                           (long long)c->num_state_slots, (long long)c->slot_stride);
+    }
+    for (int64_t s = 0; s < c->num_state_slots; s++) poison_slot(e, s);
+    int64_t kv_elems = c->num_blocks * c->block_size * e->kvd;
+    for (int64_t ai = 0; ai < e->na; ai++) {
+        e->kc[ai] = calloc((size_t)kv_elems + 1, (size_t)e->esz);
+        e->vc[ai] = calloc((size_t)kv_elems + 1, (size_t)e->esz);
+        if (!e->kc[ai] || !e->vc[ai])
+            return ls_errf(e->err, "cannot allocate the KV cache (%lld blocks)", (long long)c->num_blocks);
+    }
+    e->out->stats.num_blocks = c->num_blocks;
+    e->out->stats.num_slots = c->num_state_slots;
+    e->out->stats.max_slot_used = -1;
+    return 0;
+}
+
+static void engine_free(engine *e) {
+    ls_block_pool_free(&e->blocks);
+    ls_slot_alloc_free(&e->slots);
+    for (int64_t mi = 0; e->conv && mi < e->nm; mi++) { free(e->conv[mi]); free(e->ssm[mi]); }
+    for (int64_t ai = 0; e->kc && ai < e->na; ai++) { free(e->kc[ai]); free(e->vc[ai]); }
+    free(e->conv); free(e->ssm); free(e->kc); free(e->vc);
+    free(e->slot_refs); free(e->slot_used);
+    free(e->snap_key); free(e->snap_used_step); free(e->snap_data);
+    free(e->lp_row); free(e->sample_scratch);
+    free(e->running); free(e->waiting);
+    free(e->plan); free(e->staging);
+    for (int64_t i = 0; i < e->n_all; i++) {
+        seq *s = e->all[i];
+        free(s->tokens); free(s->logprobs); free(s->prov); free(s->blocks); free(s);
+    }
+    free(e->all);
+}
+
+static int check_workload(const engine *e) {
+    const ls_workload *wl = e->wl;
+    const int64_t cap = e->c->num_blocks * e->c->block_size;
+    for (int64_t r = 0; r < wl->n_requests; r++) {
+        const ls_request *q = &wl->requests[r];
+        if (q->prompt_len < 1) return ls_errf(e->err, "request %lld: empty prompt", (long long)r);
+        if (q->n_rollouts < 1) return ls_errf(e->err, "request %lld: rollouts must be >= 1 (got %lld)", (long long)r, (long long)q->n_rollouts);
+        if (q->max_new_tokens < 1) return ls_errf(e->err, "request %lld: max_new_tokens must be >= 1", (long long)r);
+        if (q->arrival_step < 0) return ls_errf(e->err, "request %lld: negative arrival step", (long long)r);
+        if (ls_sampling_check(&q->sampling, e->err)) return ls_err_prefix(e->err, "request %lld: ", (long long)r);
+        if (q->prompt_len + q->max_new_tokens > cap)
+            return ls_errf(e->err, "request %lld needs %lld tokens of KV but the cache holds %lld "
+                           "(cache.num_blocks %lld x block_size %lld)", (long long)r,
+                           (long long)(q->prompt_len + q->max_new_tokens), (long long)cap,
+                           (long long)e->c->num_blocks, (long long)e->c->block_size);
+        for (int64_t i = 0; i < q->prompt_len; i++)
+            if (q->prompt[i] < 0 || q->prompt[i] >= e->V)
+                return ls_errf(e->err, "request %lld: token %d outside the vocabulary [0, %lld)",
+                               (long long)r, q->prompt[i], (long long)e->V);
+    }
+    return 0;
+}
+
+static int collect(engine *e) {
+    ls_engine_result *o = e->out;
+    int64_t n = 0;
+    for (int64_t i = 0; i < e->n_all; i++) n += e->all[i]->rollout >= 0;
+    o->seqs = calloc((size_t)n + 1, sizeof *o->seqs);
+    if (!o->seqs) return ls_errf(e->err, "out of memory");
+    for (int64_t i = 0; i < e->n_all; i++) {
+        seq *s = e->all[i];
+        if (s->rollout < 0) continue;
+        ls_engine_seq *d = &o->seqs[o->n_seqs++];
+        *d = (ls_engine_seq){.request = s->request, .rollout = s->rollout, .tokens = s->tokens,
+                             .len = s->len, .prompt_len = s->prompt_len, .logprobs = s->logprobs,
+                             .prov = s->prov};
+        s->tokens = NULL; s->logprobs = NULL; s->prov = NULL;
+    }
+    /* order by (request, rollout): the comparator's join key */
+    for (int64_t i = 1; i < o->n_seqs; i++)
+        for (int64_t j = i; j > 0; j--) {
+            ls_engine_seq *a = &o->seqs[j - 1], *b = &o->seqs[j];
+            if (a->request < b->request || (a->request == b->request && a->rollout <= b->rollout)) break;
+            ls_engine_seq t = *a; *a = *b; *b = t;
+        }
+    return 0;
+}
+
+static int engine_loop(engine *e) {
+    const ls_workload *wl = e->wl;
+    for (;;) {
+        while (e->next_request < wl->n_requests && wl->requests[e->next_request].arrival_step <= e->step) {
+            const ls_request *q = &wl->requests[e->next_request];
+            seq *s = new_seq(e, e->next_request, q->n_rollouts > 1 ? -1 : 0, q->prompt, q->prompt_len,
+                             q->prompt_len, q->prompt_len + q->max_new_tokens);
+            if (!s) return ls_errf(e->err, "out of memory");
+            e->waiting[e->n_waiting++] = s->id;
+            e->next_request++;
+        }
+        if (e->n_running == 0 && e->n_waiting == 0) {
+            if (e->next_request >= wl->n_requests) return 0;
+            e->step = wl->requests[e->next_request].arrival_step;  /* idle until the next arrival */
+            continue;
+        }
+        if (schedule(e)) return -1;
+        if (e->n_plan == 0) {
+            if (e->n_running == 0) {
+                seq *s = e->all[e->waiting[0]];
+                return ls_errf(e->err, "cannot schedule request %lld (%lld tokens): the cache has %lld free "
+                               "blocks of %lld and %lld free state slots; raise cache.num_blocks / "
+                               "cache.num_state_slots", (long long)s->request, (long long)s->len,
+                               (long long)ls_block_pool_num_free(&e->blocks), (long long)e->c->block_size,
+                               (long long)ls_slot_num_free(&e->slots));
+            }
+            return ls_errf(e->err, "scheduler made no progress at step %lld (sched.max_batched_tokens %lld "
+                           "too small for a block-aligned chunk of %lld?)", (long long)e->step,
+                           (long long)e->c->max_batched_tokens, (long long)e->c->block_size);
+        }
+        if (run_step(e)) return ls_err_prefix(e->err, "step %lld: ", (long long)e->step);
+        e->out->stats.steps++;
+        e->step++;
+        if (e->c->max_steps > 0 && e->out->stats.steps >= e->c->max_steps)
+            return ls_errf(e->err, "stopped after sched.max_steps = %lld steps", (long long)e->c->max_steps);
+    }
+}
+
+int ls_engine_run(const ls_model *m, const ls_engine_config *cfg, const ls_workload *wl,
+                  ls_engine_result *out, ls_err *err) {
+    memset(out, 0, sizeof *out);
+    engine e = {.m = m, .c = cfg, .wl = wl, .err = err, .out = out};
+    int rc = engine_init(&e);
+    if (rc == 0) rc = check_workload(&e);
+    if (rc == 0) rc = engine_loop(&e);
+    if (rc == 0) rc = collect(&e);
+    engine_free(&e);
+    if (rc) ls_engine_result_free(out);
+    return rc;
+}
+
+void ls_engine_result_free(ls_engine_result *r) {
+    for (int64_t i = 0; i < r->n_seqs; i++) {
+        free(r->seqs[i].tokens); free(r->seqs[i].logprobs); free(r->seqs[i].prov);
+    }
+    free(r->seqs);
+    free(r->steps);
+    memset(r, 0, sizeof *r);
+}
+
+void ls_workload_free(ls_workload *w) {
+    for (int64_t r = 0; r < w->n_requests; r++) free(w->requests[r].prompt);
+    free(w->requests);
+    memset(w, 0, sizeof *w);
+}

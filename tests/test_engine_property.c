@@ -1,0 +1,169 @@
+/* The engine's contract, tested on random configurations: every logprob the engine
+ * produces equals, bit for bit, the reference's for the same finished sequence.
+ * Configurations vary batch limits, block and chunk sizes, cache pressure down to constant
+ * preemption, rollouts 1..16, shared prefixes, slot policies, precisions. A failure prints
+ * the seed: `test_engine_property SEED` reruns exactly that configuration. The totals at the
+ * end show the mechanisms really ran (equality on a schedule that never used the cache
+ * proves nothing). LS_QUICK=1 runs fewer configurations (sanitizer builds). */
+#include <inttypes.h>
+#include <time.h>
+
+#include "engine/reference.h"
+#include "tests/check.h"
+#include "tests/engine/engine_util.h"
+
+static ls_model models[2][3];  /* [prec][model] */
+static const char *model_names[3] = {"jamba-tiny-a", "jamba-tiny-b", "jamba-small-c"};
+
+typedef struct totals {
+    int64_t configs, tokens, preemptions, prefix_hit_tokens, restores, forks, cow, chunked;
+    int64_t padded, high_slot_runs, configs_preempting, configs_hitting;
+} totals;
+
+static int run_one(uint64_t seed, totals *T, int verbose) {
+    uint64_t rng = seed;
+    int prec = (int)tu_range(&rng, 0, 1);
+    int mi = tu_range(&rng, 0, 9) == 0 ? 2 : (int)tu_range(&rng, 0, 1);   /* small-c: rarely (slow) */
+    const ls_model *m = &models[prec][mi];
+    ls_engine_config c;
+    ls_engine_config_default(&c);
+    c.block_size = (int64_t[]){1, 2, 3, 4, 8, 16}[tu_range(&rng, 0, 5)];
+    c.prefix_caching = (int)tu_range(&rng, 0, 3) != 0;
+    c.slot_policy = (ls_slot_policy)tu_range(&rng, 0, 3);
+    c.slot_seed = tu_next(&rng);
+    c.max_num_seqs = tu_range(&rng, 1, 12);
+    c.num_state_slots = tu_range(&rng, 1, 16);
+    c.debug_poison = (int)tu_range(&rng, 0, 1);
+    c.pad_decode_to = tu_range(&rng, 0, 2) == 0 ? tu_range(&rng, 2, 4) : 0;
+    int64_t prompts = tu_range(&rng, 1, 6);
+    int64_t rollouts = tu_range(&rng, 0, 3) == 0 ? tu_range(&rng, 8, 16) : tu_range(&rng, 1, 4);
+    if (prompts * rollouts > 32) prompts = 32 / rollouts > 0 ? 32 / rollouts : 1;
+    int64_t len_lo = tu_range(&rng, 1, 12), len_hi = len_lo + tu_range(&rng, 0, 20);
+    int64_t shared = tu_range(&rng, 0, 1) ? tu_range(&rng, 0, len_lo) : 0;
+    int64_t max_new = tu_range(&rng, 1, 8);
+    int64_t max_len = len_hi + max_new;
+    c.max_batched_tokens = tu_range(&rng, 0, 3) == 0 ? tu_range(&rng, 1, 4) : tu_range(&rng, 4, 64);
+    if (c.prefix_caching && c.max_batched_tokens < c.block_size) c.max_batched_tokens = c.block_size;
+    c.max_chunk = tu_range(&rng, 0, 1) ? 0 : tu_range(&rng, 1, 16);
+    if (c.prefix_caching && c.max_chunk && c.max_chunk < c.block_size) c.max_chunk = c.block_size;
+    /* cache pressure: from one sequence's worth of blocks to plenty */
+    int64_t per_seq = (max_len + c.block_size - 1) / c.block_size + 1;
+    c.num_blocks = tu_range(&rng, 0, 2) == 0
+                       ? per_seq + tu_range(&rng, 0, per_seq)        /* constant preemption */
+                       : per_seq * tu_range(&rng, 1, 2) + tu_range(&rng, 0, per_seq * prompts * rollouts);
+    c.num_snapshots = tu_range(&rng, 1, 32);
+    /* LS_PLANT=fault_name plants one fault everywhere: then this test must FAIL (a check
+     * of the checker; see docs/testing.md). */
+    const char *plant = getenv("LS_PLANT");
+    ls_fault pf;
+    if (plant && ls_fault_parse(plant, &pf) == 0) {
+        c.faults.on[pf] = 1;
+        c.faults.narrow_bits = 8;
+    }
+    ls_sampling smp = {.temperature = tu_range(&rng, 0, 3) == 0 ? 0.0 : 1.0,
+                       .top_k = tu_range(&rng, 0, 1) ? 0 : tu_range(&rng, 1, 20),
+                       .top_p = tu_range(&rng, 0, 1) ? 1.0 : 0.9};
+    int64_t stagger = tu_range(&rng, 0, 1) ? 0 : tu_range(&rng, 1, 3);
+    ls_workload wl;
+    ls_err err = {{0}};
+    if (tu_workload(&rng, m->cfg.vocab_size, prompts, len_lo, len_hi, shared, 2, rollouts, max_new,
+                    stagger, smp, &wl)) {
+        fprintf(stderr, "seed %" PRIu64 ": out of memory\n", seed);
+        return -1;
+    }
+    ls_engine_result res;
+    int rc = ls_engine_config_resolve(&c, m, &err);
+    if (rc == 0) rc = ls_engine_run(m, &c, &wl, &res, &err);
+    if (rc) {
+        CHECKF(0, "seed %" PRIu64 ": engine failed: %s", seed, err.msg);
+        ls_workload_free(&wl);
+        return -1;
+    }
+    ls_comparison cmp;
+    ls_compare_rule rule = {.tolerance = -1};
+    rc = ls_compare_with_reference(m, &res, &rule, &cmp, &err);
+    CHECKF(rc == 0, "seed %" PRIu64 ": reference failed: %s", seed, err.msg);
+    int64_t expect_seqs = 0, expect_tokens = 0;
+    for (int64_t r = 0; r < wl.n_requests; r++) {
+        expect_seqs += wl.requests[r].n_rollouts;
+        expect_tokens += wl.requests[r].n_rollouts * wl.requests[r].max_new_tokens;
+    }
+    CHECKF(res.n_seqs == expect_seqs, "seed %" PRIu64 ": %lld sequences, expected %lld", seed,
+           (long long)res.n_seqs, (long long)expect_seqs);
+    if (rc == 0) {
+        CHECKF(cmp.sum.tokens == expect_tokens, "seed %" PRIu64 ": %lld tokens compared, expected %lld",
+               seed, (long long)cmp.sum.tokens, (long long)expect_tokens);
+        CHECKF(cmp.sum.divergent_tokens == 0,
+               "seed %" PRIu64 " (%s %s): %lld of %lld tokens differ from the reference; first: seq %lld "
+               "position %lld; rerun: test_engine_property %" PRIu64,
+               seed, model_names[mi], prec ? "fp64" : "fp32", (long long)cmp.sum.divergent_tokens,
+               (long long)cmp.sum.tokens, (long long)cmp.sum.first_seq, (long long)cmp.sum.first_position, seed);
+        T->tokens += cmp.sum.tokens;
+        ls_comparison_free(&cmp);
+    }
+    const ls_engine_stats *s = &res.stats;
+    if (verbose)
+        fprintf(stderr, "seed %" PRIu64 ": %s %s steps %lld preempt %lld hits %lld restores %lld forks %lld "
+                "cow %lld chunked %lld padded %lld max slot %lld\n", seed, model_names[mi],
+                prec ? "fp64" : "fp32", (long long)s->steps, (long long)s->preemptions,
+                (long long)s->prefix_hit_tokens, (long long)s->snapshot_restores, (long long)s->forks,
+                (long long)s->cow_copies, (long long)s->chunked_prefills, (long long)s->padded_rows,
+                (long long)s->max_slot_used);
+    T->configs++;
+    T->preemptions += s->preemptions;
+    T->prefix_hit_tokens += s->prefix_hit_tokens;
+    T->restores += s->snapshot_restores;
+    T->forks += s->forks;
+    T->cow += s->cow_copies;
+    T->chunked += s->chunked_prefills;
+    T->padded += s->padded_rows;
+    T->high_slot_runs += s->max_slot_used >= 8;
+    T->configs_preempting += s->preemptions > 0;
+    T->configs_hitting += s->snapshot_restores > 0;
+    ls_engine_result_free(&res);
+    ls_workload_free(&wl);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    const char *root = getenv("LS_SOURCE_ROOT");
+    if (!root) root = ".";
+    for (int p = 0; p < 2; p++)
+        for (int i = 0; i < 3; i++) {
+            char dir[4096];
+            ls_err err = {{0}};
+            snprintf(dir, sizeof dir, "%s/golden/%s", root, model_names[i]);
+            if (ls_model_load(dir, p ? LS_F64 : LS_F32, &models[p][i], &err)) {
+                fprintf(stderr, "%s\n", err.msg);
+                return 1;
+            }
+        }
+    totals T = {0};
+    clock_t t0 = clock();
+    if (argc > 1) {
+        run_one(strtoull(argv[1], NULL, 10), &T, 1);
+    } else {
+        int64_t n = getenv("LS_QUICK") ? 100 : 1000;
+        for (int64_t i = 0; i < n; i++) run_one(0x5eed0000ULL + (uint64_t)i, &T, 0);
+        fprintf(stderr, "%lld configurations, %lld tokens compared bitwise in %.1f s\n",
+                (long long)T.configs, (long long)T.tokens, (double)(clock() - t0) / CLOCKS_PER_SEC);
+        fprintf(stderr, "mechanisms: preemptions %lld (in %lld configs), prefix-hit tokens %lld, snapshot "
+                "restores %lld (in %lld configs), forks %lld, copy-on-write %lld, chunked prefills %lld, "
+                "padded rows %lld, configs using slot >= 8: %lld\n",
+                (long long)T.preemptions, (long long)T.configs_preempting, (long long)T.prefix_hit_tokens,
+                (long long)T.restores, (long long)T.configs_hitting, (long long)T.forks, (long long)T.cow,
+                (long long)T.chunked, (long long)T.padded, (long long)T.high_slot_runs);
+        /* Each mechanism must have run in a good share of the configurations. */
+        CHECK(T.configs == n);
+        CHECK(T.configs_preempting >= n / 10);
+        CHECK(T.configs_hitting >= n / 20);
+        CHECK(T.forks >= n / 4);
+        CHECK(T.cow >= n / 4);
+        CHECK(T.chunked >= n / 4);
+        CHECK(T.padded > 0);
+        CHECK(T.high_slot_runs >= n / 20);
+    }
+    for (int p = 0; p < 2; p++)
+        for (int i = 0; i < 3; i++) ls_model_free(&models[p][i]);
+    return check_status();
+}
