@@ -549,6 +549,17 @@ static int after_step_cache(engine *e, seq *s) {
     return 0;
 }
 
+/* Forwards a forward-pass probe to the engine's, naming the sequence and position. */
+static void probe_relay(void *ctx, int64_t seq_idx, int64_t row, int64_t layer, const char *comp,
+                        const void *data, int64_t n) {
+    engine *e = ctx;
+    const plan_entry *pe = &e->plan[seq_idx];
+    if (pe->padding) return;
+    int64_t pos = pe->s->num_computed + (row < 0 ? 0 : row);
+    e->c->probe(e->c->probe_ctx, e->step, pe->s->request, pe->s->rollout, pos,
+                layer, comp, data, n);
+}
+
 static int run_step(engine *e) {
     const ls_model *m = e->m;
     const int64_t np = e->n_plan;
@@ -607,22 +618,34 @@ static int run_step(engine *e) {
         }
     }
     ls_kv_cache kv = {.block_size = e->c->block_size, .k = e->kc, .v = e->vc};
-    if (ls_forward(m, &kv, steps, np, NULL, e->err)) goto done;
+    ls_forward_opts fo = {0};
+    if (e->c->probe) fo = (ls_forward_opts){.probe = probe_relay, .probe_ctx = e};
+    if (ls_forward(m, &kv, steps, np, &fo, e->err)) goto done;
 
-    /* write states back, in batch order */
+    /* Write states back. The rows of one step are one kernel launch on a GPU, where every
+     * sequence of the batch stores its own state: a stray store (a wrapped offset) that
+     * lands on a live sequence of the same batch is overwritten by that sequence's own
+     * store. Stray stores go first so the same holds here; they still clobber any slot
+     * whose owner is not in this batch. */
     ls_engine_step rec = {.step = e->step, .n_seqs = np};
+    for (int pass = 0; pass < 2; pass++)
+        for (int64_t i = 0; i < np; i++) {
+            plan_entry *pe = &e->plan[i];
+            int64_t slot = pe->padding ? (e->c->faults.on[LS_FAULT_PADDING_WRITES_SLOT] ? 0 : -1) : pe->s->slot;
+            if (slot < 0) continue;
+            int stray = e->nm > 0 && ssm_write_at(e, 0, slot) != ssm_at(e, 0, slot);
+            if (stray != (pass == 0)) continue;
+            for (int64_t mi = 0; mi < e->nm; mi++) {
+                memcpy(conv_at(e, mi, slot), steps[i].conv[mi], (size_t)(e->conv_sz * e->esz));
+                memcpy(ssm_write_at(e, mi, slot), steps[i].ssm[mi], (size_t)(e->ssm_sz * e->esz));
+            }
+        }
     for (int64_t i = 0; i < np; i++) {
         plan_entry *pe = &e->plan[i];
-        int64_t slot = pe->padding ? (e->c->faults.on[LS_FAULT_PADDING_WRITES_SLOT] ? 0 : -1) : pe->s->slot;
         rec.n_tokens += pe->n;
         if (pe->padding) rec.n_padding++;
         else if (is_decode_step(pe->s)) rec.n_decode++;
         else rec.n_prefill++;
-        if (slot < 0) continue;
-        for (int64_t mi = 0; mi < e->nm; mi++) {
-            memcpy(conv_at(e, mi, slot), steps[i].conv[mi], (size_t)(e->conv_sz * e->esz));
-            memcpy(ssm_write_at(e, mi, slot), steps[i].ssm[mi], (size_t)(e->ssm_sz * e->esz));
-        }
     }
     e->out->stats.padded_rows += rec.n_padding;
     e->out->stats.tokens_computed += rows;

@@ -34,6 +34,12 @@ typedef struct ls_engine_config {
     int64_t pad_decode_to;         /* pad all-decode batches to a multiple (captured graph sizes); 0: off */
     int64_t max_steps;             /* safety stop; 0: unlimited */
     ls_faults faults;
+    /* Optional per-layer probe (localisation replays): called for every forward row with the
+     * sequence it belongs to and the position of that row (for "conv_state" / "ssm_state":
+     * the position the step starts at, whose state it reads). */
+    void (*probe)(void *ctx, int64_t step, int64_t request, int64_t rollout, int64_t position,
+                  int64_t layer, const char *component, const void *data, int64_t n);
+    void *probe_ctx;
 } ls_engine_config;
 
 void ls_engine_config_default(ls_engine_config *c);

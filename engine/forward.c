@@ -64,9 +64,9 @@ static void LS_S(probe_rows)(const ls_forward_opts *o, const ls_seq_step *seqs, 
 }
 
 /* Mamba mixer over all rows: xn [rows][H] -> mix [rows][H]. */
-static void LS_S(mamba_layer)(const ls_model *m, const ls_layer_w *L, int64_t mi,
+static void LS_S(mamba_layer)(const ls_model *m, const ls_layer_w *L, int64_t layer, int64_t mi,
                               const ls_seq_step *seqs, int64_t n_seqs, int64_t rows,
-                              LS_S(scratch) *w) {
+                              const ls_forward_opts *o, LS_S(scratch) *w) {
     const ls_model_config *c = &m->cfg;
     const int64_t H = c->hidden_size, di = c->mamba_d_inner, ds = c->mamba_d_state;
     const int64_t K = c->mamba_d_conv, R = c->mamba_dt_rank, P = R + 2 * ds;
@@ -77,6 +77,7 @@ static void LS_S(mamba_layer)(const ls_model *m, const ls_layer_w *L, int64_t mi
         const ls_seq_step *q = &seqs[s];
         LS_T *cs = q->conv ? (LS_T *)q->conv[mi] : w->conv0;
         if (!q->conv || !q->has_initial_state) memset(cs, 0, (size_t)(di * (K - 1)) * sizeof(LS_T));
+        if (o->probe) o->probe(o->probe_ctx, s, -1, layer, "conv_state", cs, di * (K - 1));
         for (int64_t i = 0; i < q->n; i++) {
             const LS_T *xr = w->proj + (r0 + i) * 2 * di;
             LS_S(ls_conv1d_step)(cs, xr, L->conv_w, L->conv_b, di, K, w->u + (r0 + i) * di);
@@ -99,6 +100,7 @@ static void LS_S(mamba_layer)(const ls_model *m, const ls_layer_w *L, int64_t mi
         const ls_seq_step *q = &seqs[s];
         LS_T *h = q->conv ? (LS_T *)q->ssm[mi] : w->ssm0;
         if (!q->conv || !q->has_initial_state) memset(h, 0, (size_t)(di * ds) * sizeof(LS_T));
+        if (o->probe) o->probe(o->probe_ctx, s, -1, layer, "ssm_state", h, di * ds);
         for (int64_t i = 0; i < q->n; i++) {
             int64_t r = r0 + i;
             const LS_T *sp = w->ssmp + r * P;
@@ -218,7 +220,7 @@ static int LS_S(forward)(const ls_model *m, const ls_kv_cache *kv, const ls_seq_
         const ls_layer_w *L = &m->layers[l];
         LS_S(ls_rmsnorm)(w.x, rows, H, L->input_norm, c->rms_norm_eps, w.xn);
         if (c->layer_kind[l] == LS_LAYER_MAMBA) {
-            LS_S(mamba_layer)(m, L, mi++, seqs, n_seqs, rows, &w);
+            LS_S(mamba_layer)(m, L, l, mi++, seqs, n_seqs, rows, opts, &w);
             LS_S(probe_rows)(opts, seqs, n_seqs, l, "mamba", w.mix, H);
         } else {
             LS_S(attn_layer)(m, L, ai++, kv, seqs, n_seqs, rows, &w);

@@ -34,7 +34,9 @@ typedef struct ls_kv_cache {
 
 /* Probe: called with each sequence row's output of each layer component, for localising
  * a divergence. component is one of "mamba", "attention", "moe", "mlp", "hidden"
- * (the residual stream after the layer); data has n values of the model's precision. */
+ * (the residual stream after the layer); data has n values of the model's precision.
+ * Mamba layers also report the state each sequence's step starts from, with row -1:
+ * "conv_state" and "ssm_state". */
 typedef void (*ls_probe_fn)(void *ctx, int64_t seq, int64_t row, int64_t layer,
                             const char *component, const void *data, int64_t n);
 

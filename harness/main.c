@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "harness/commands.h"
+#include "harness/trace.h"
 #include "ls_build.h"
 
 static int usage(FILE *f) {
@@ -11,8 +12,10 @@ static int usage(FILE *f) {
             "\n"
             "usage: lockstep COMMAND [ARGS]\n"
             "  run [CONFIG] [--set KEY=VALUE ...]   engine vs reference on a workload (default: configs/default.yaml)\n"
+            "  gate [GATE.yaml] [--junit PATH]      the CI check: golden, invariance matrix, planted faults\n"
             "  score --model DIR [--tokens FILE] [--precision fp64|fp32]\n"
             "                                        reference teacher-forced logprobs of token sequences\n"
+            "  inspect TRACE.h5                     summary of a run from its HDF5 trace (docs/trace.md)\n"
             "exit codes: 0 ok, 1 divergence found, 2 bad input or internal error\n",
             LS_VERSION);
     return f == stderr ? 2 : 0;
@@ -23,6 +26,8 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (!strcmp(cmd, "score")) return ls_cmd_score(argc - 2, argv + 2);
     if (!strcmp(cmd, "run")) return ls_cmd_run(argc - 2, argv + 2);
+    if (!strcmp(cmd, "inspect")) return ls_cmd_inspect(argc - 2, argv + 2);
+    if (!strcmp(cmd, "gate")) return ls_cmd_gate(argc - 2, argv + 2);
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) return usage(stdout);
     if (!strcmp(cmd, "--version")) { printf("lockstep %s\n", LS_VERSION); return 0; }
     fprintf(stderr, "lockstep: unknown command '%s'\n", cmd);

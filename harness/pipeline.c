@@ -1,0 +1,83 @@
+#include "harness/pipeline.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "harness/trace.h"
+#include "harness/workload_gen.h"
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Localises the earliest divergence, then the first divergence of further sequences. */
+static int localise_some(ls_run_config *rc, ls_run_outcome *o, ls_err *err) {
+    const ls_comparison *c = &o->cmp;
+    if (!rc->compare.probe_layers || c->sum.first_seq < 0) return 0;
+    int64_t seqs[LS_MAX_LOCALISED], n = 0;
+    seqs[n++] = c->sum.first_seq;
+    for (int64_t s = 0; s < o->engine.n_seqs && n < LS_MAX_LOCALISED; s++)
+        if (c->first_divergent[s] >= 0 && s != c->sum.first_seq) seqs[n++] = s;
+    for (int64_t i = 0; i < n; i++) {
+        if (ls_localise(&o->model, &rc->engine, &o->workload, &o->engine, seqs[i],
+                        c->first_divergent[seqs[i]], &o->locs[o->n_locs], err))
+            return -1;
+        o->n_locs++;
+    }
+    return 0;
+}
+
+int ls_run_execute(ls_run_config *rc, ls_run_outcome *o, ls_err *err) {
+    memset(o, 0, sizeof *o);
+    if (rc->backend_cuda)
+        return ls_errf(err, "%s: backend cuda is not built into this binary (CPU path only)", rc->path);
+    if (ls_model_load(rc->model_dir, rc->precision, &o->model, err))
+        return ls_err_prefix(err, "%s: model: ", rc->path);
+    o->have_model = 1;
+    if (ls_engine_config_resolve(&rc->engine, &o->model, err)) return ls_err_prefix(err, "%s: ", rc->path);
+    if (ls_workload_generate(&rc->workload, o->model.cfg.vocab_size, &o->workload, err))
+        return ls_err_prefix(err, "%s: workload: ", rc->path);
+    double t0 = now();
+    if (ls_engine_run(&o->model, &rc->engine, &o->workload, &o->engine, err))
+        return ls_err_prefix(err, "engine: ");
+    o->have_engine = 1;
+    o->t_engine = now() - t0;
+    ls_compare_rule rule = {.tolerance = rc->mode_fast ? rc->compare.max_abs : -1};
+    t0 = now();
+    if (ls_compare_with_reference(&o->model, &o->engine, &rule, &o->cmp, err))
+        return ls_err_prefix(err, "reference: ");
+    o->have_cmp = 1;
+    o->t_reference = now() - t0;
+    const ls_compare_summary *S = &o->cmp.sum;
+    o->diverged = rc->mode_fast
+                      ? S->divergent_tokens > 0 &&
+                            (double)S->divergent_tokens > rc->compare.max_divergent_frac * (double)S->tokens
+                      : S->divergent_tokens > 0;
+    t0 = now();
+    if (o->diverged && localise_some(rc, o, err)) return -1;
+    o->t_localise = now() - t0;
+    if (rc->trace_path) {
+        ls_trace_input ti = {.config_path = rc->path, .config_text = rc->text,
+                             .model_dir = rc->model_dir, .model_hash = o->model.hash,
+                             .precision = ls_prec_name(rc->precision),
+                             .mode = rc->mode_fast ? "fast" : "invariant",
+                             .backend = rc->backend_cuda ? "cuda" : "cpu",
+                             .verdict = o->diverged ? "divergence" : "ok", .exit_code = o->diverged,
+                             .workload = &o->workload, .engine = &o->engine, .cmp = &o->cmp,
+                             .locs = o->locs, .n_locs = o->n_locs};
+        if (ls_trace_write(rc->trace_path, &ti, err)) return -1;
+    }
+    return 0;
+}
+
+void ls_run_outcome_free(ls_run_outcome *o) {
+    for (int64_t i = 0; i < o->n_locs; i++) ls_localisation_free(&o->locs[i]);
+    if (o->have_cmp) ls_comparison_free(&o->cmp);
+    if (o->have_engine) ls_engine_result_free(&o->engine);
+    ls_workload_free(&o->workload);
+    if (o->have_model) ls_model_free(&o->model);
+    memset(o, 0, sizeof *o);
+}
