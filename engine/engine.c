@@ -25,7 +25,7 @@ typedef struct seq {
     int64_t *blocks;
     int64_t n_blocks, cap_blocks, n_registered;
     int64_t stale_block;               /* fault stale_block_table: first block before preemption */
-    int64_t preemptions, chunk;
+    int64_t preemptions, chunk, first_chunk;
     int from_snapshot, keep_state;
     int status;
     double *logprobs;
@@ -389,6 +389,7 @@ static int admit(engine *e, seq *s, int64_t budget, int *admitted) {
         }
     }
     s->chunk = 0;
+    s->first_chunk = n;
     int has_init = has_initial_state(e, s, n);
     if (hit > 0 && e->c->faults.on[LS_FAULT_PREFIX_HIT_WITHOUT_STATE]) has_init = 0;
     if (add_plan(e, s, n, has_init, 0)) return -1;
@@ -447,7 +448,8 @@ static void fill_provenance(engine *e, seq *s, int64_t row, ls_provenance *p) {
     *p = (ls_provenance){.step = e->step, .batch_row = row, .slot = s->slot,
                          .prev_tenant = s->prev_tenant,
                          .block = last >= 0 && last / bs < s->n_blocks ? s->blocks[last / bs] : -1,
-                         .n_blocks = s->n_blocks, .chunk = s->chunk, .from_snapshot = s->from_snapshot,
+                         .n_blocks = s->n_blocks, .chunk = s->chunk, .first_chunk = s->first_chunk,
+                         .from_snapshot = s->from_snapshot,
                          .preemptions = s->preemptions};
 }
 
@@ -486,6 +488,7 @@ static int fork_rollouts(engine *e, seq *parent, const double *lp, const ls_prov
         c->num_computed = parent->num_computed;
         c->from_snapshot = parent->from_snapshot;
         c->chunk = parent->chunk;
+        c->first_chunk = parent->first_chunk;
         c->preemptions = parent->preemptions;
         if (grow((void **)&c->blocks, &c->cap_blocks, parent->n_blocks + 1, sizeof(int64_t)))
             return ls_errf(e->err, "out of memory");
@@ -743,6 +746,8 @@ static int engine_init(engine *e) {
     }
     e->out->stats.num_blocks = c->num_blocks;
     e->out->stats.num_slots = c->num_state_slots;
+    e->out->stats.slot_stride = c->slot_stride;
+    e->out->stats.state_elems = e->ssm_sz;
     e->out->stats.max_slot_used = -1;
     return 0;
 }

@@ -72,6 +72,7 @@ typedef struct ls_provenance {
     int64_t block;                 /* KV block holding the last input position */
     int64_t n_blocks;
     int64_t chunk;                 /* chunks run by this sequence since (re)admission */
+    int64_t first_chunk;           /* tokens it was granted in its first step since (re)admission */
     int from_snapshot;             /* state restored from a prefix snapshot this residency */
     int64_t preemptions;           /* preemptions of this sequence so far */
 } ls_provenance;
@@ -94,6 +95,7 @@ typedef struct ls_engine_stats {
     int64_t prefix_hit_tokens, snapshot_restores, snapshots_taken;
     int64_t max_slot_used, distinct_slots_used, padded_rows, chunked_prefills;
     int64_t num_blocks, num_slots;
+    int64_t slot_stride, state_elems;   /* SSM slot stride and state size (d_inner x d_state), elements */
 } ls_engine_stats;
 
 typedef struct ls_engine_result {

@@ -4,6 +4,16 @@
 
 int ls_reference_logprobs(const ls_model *m, const int32_t *tokens, int64_t L,
                           const ls_forward_opts *opts, double *out, ls_err *err) {
+    return ls_reference_logprobs_argmax(m, tokens, L, opts, out, NULL, err);
+}
+
+static double lp_at(const ls_model *m, const void *lp, int64_t i) {
+    return m->prec == LS_F64 ? ((const double *)lp)[i] : (double)((const float *)lp)[i];
+}
+
+int ls_reference_logprobs_argmax(const ls_model *m, const int32_t *tokens, int64_t L,
+                                 const ls_forward_opts *opts, double *out, int32_t *argmax,
+                                 ls_err *err) {
     if (L < 1) return ls_errf(err, "reference: empty sequence");
     const ls_model_config *c = &m->cfg;
     const int64_t sz = ls_prec_size(m->prec), V = c->vocab_size;
@@ -33,8 +43,12 @@ int ls_reference_logprobs(const ls_model *m, const int32_t *tokens, int64_t L,
                         .logits_from = 0, .logprobs = lp};
     if (ls_forward(m, &kv, &step, 1, opts, err)) goto done;
     for (int64_t t = 1; t < L; t++) {
-        int64_t at = (t - 1) * V + tokens[t];
-        out[t - 1] = m->prec == LS_F64 ? ((double *)lp)[at] : (double)((float *)lp)[at];
+        out[t - 1] = lp_at(m, lp, (t - 1) * V + tokens[t]);
+        if (!argmax) continue;
+        int64_t best = 0;
+        for (int64_t v = 1; v < V; v++)
+            if (lp_at(m, lp, (t - 1) * V + v) > lp_at(m, lp, (t - 1) * V + best)) best = v;
+        argmax[t - 1] = (int32_t)best;
     }
     rc = 0;
 done:

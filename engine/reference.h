@@ -11,5 +11,10 @@
  * model's precision (a float widens exactly). opts may be NULL. */
 int ls_reference_logprobs(const ls_model *m, const int32_t *tokens, int64_t L,
                           const ls_forward_opts *opts, double *out, ls_err *err);
+/* The same, also giving argmax[t-1], the most likely token at position t (lowest id on
+ * ties); argmax may be NULL. */
+int ls_reference_logprobs_argmax(const ls_model *m, const int32_t *tokens, int64_t L,
+                                 const ls_forward_opts *opts, double *out, int32_t *argmax,
+                                 ls_err *err);
 
 #endif

@@ -1113,6 +1113,13 @@ typedef struct sbuf {
 static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void sb_printf(sbuf *b, const char *fmt, ...) {
     if (b->oom) return;
+    if (!b->s) {
+        if (!(b->s = malloc(4096))) {
+            b->oom = 1;
+            return;
+        }
+        b->cap = 4096;
+    }
     for (;;) {
         va_list ap;
         va_start(ap, fmt);
@@ -1137,17 +1144,45 @@ static void sb_printf(sbuf *b, const char *fmt, ...) {
     }
 }
 
-/* A double-quoted YAML string (escapes anything that is not printable ASCII). */
+/* A double-quoted YAML string, all ASCII: printable ASCII as is, other ASCII as \xNN,
+ * UTF-8 sequences as \uNNNN / \UNNNNNNNN (so no character YAML forbids or folds, such
+ * as C1 controls or U+0085, ever appears raw). A byte that is not valid UTF-8 (a path
+ * from outside YAML) cannot be written as a YAML string: it comes out as \xNN, the
+ * character U+00NN. */
 static void sb_str(sbuf *b, const char *s) {
     if (!s) {
         sb_printf(b, "null");
         return;
     }
     sb_printf(b, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') sb_printf(b, "\\%c", *p);
-        else if (*p < 0x20 || *p == 0x7f) sb_printf(b, "\\x%02x", *p);
-        else sb_printf(b, "%c", *p);
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        unsigned c0 = *p;
+        if (c0 < 0x80) {
+            if (c0 == '"' || c0 == '\\') sb_printf(b, "\\%c", c0);
+            else if (c0 < 0x20 || c0 == 0x7f) sb_printf(b, "\\x%02x", c0);
+            else sb_printf(b, "%c", c0);
+            p++;
+            continue;
+        }
+        int n = c0 >= 0xF0 && c0 < 0xF5 ? 4 : c0 >= 0xE0 ? 3 : c0 >= 0xC2 && c0 < 0xE0 ? 2 : 0;
+        if (c0 >= 0xF5) n = 0;
+        uint32_t cp = n == 2 ? c0 & 0x1F : n == 3 ? c0 & 0x0F : c0 & 0x07;
+        int ok = n > 0;
+        for (int i = 1; ok && i < n; i++) {
+            if ((p[i] & 0xC0) != 0x80) ok = 0;
+            else cp = cp << 6 | (p[i] & 0x3F);
+        }
+        if (ok && ((n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF))))
+            ok = 0;
+        if (!ok) {
+            sb_printf(b, "\\x%02x", c0);
+            p++;
+            continue;
+        }
+        if (cp <= 0xFFFF) sb_printf(b, "\\u%04x", (unsigned)cp);
+        else sb_printf(b, "\\U%08x", (unsigned)cp);
+        p += n;
     }
     sb_printf(b, "\"");
 }

@@ -1,6 +1,7 @@
 #include "harness/pipeline.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -60,7 +61,10 @@ int ls_run_execute(ls_run_config *rc, ls_run_outcome *o, ls_err *err) {
     if (o->diverged && localise_some(rc, o, err)) return -1;
     o->t_localise = now() - t0;
     if (rc->trace_path) {
-        ls_trace_input ti = {.config_path = rc->path, .config_text = rc->text,
+        /* the effective configuration (overrides applied), so the trace alone reruns it */
+        char *effective = ls_config_to_yaml(rc);
+        if (!effective) return ls_errf(err, "out of memory");
+        ls_trace_input ti = {.config_path = rc->path, .config_text = effective,
                              .model_dir = rc->model_dir, .model_hash = o->model.hash,
                              .precision = ls_prec_name(rc->precision),
                              .mode = rc->mode_fast ? "fast" : "invariant",
@@ -68,7 +72,9 @@ int ls_run_execute(ls_run_config *rc, ls_run_outcome *o, ls_err *err) {
                              .verdict = o->diverged ? "divergence" : "ok", .exit_code = o->diverged,
                              .workload = &o->workload, .engine = &o->engine, .cmp = &o->cmp,
                              .locs = o->locs, .n_locs = o->n_locs};
-        if (ls_trace_write(rc->trace_path, &ti, err)) return -1;
+        int wrc = ls_trace_write(rc->trace_path, &ti, err);
+        free(effective);
+        if (wrc) return -1;
     }
     return 0;
 }

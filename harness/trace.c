@@ -244,7 +244,7 @@ typedef struct token_row {
     double engine_logprob, reference_logprob, delta;
     uint8_t bitwise_equal, divergent;
     int32_t ref_argmax;
-    int64_t step, batch_row, slot, prev_tenant, block, n_blocks, chunk;
+    int64_t step, batch_row, slot, prev_tenant, block, n_blocks, chunk, first_chunk;
     uint8_t from_snapshot;
     int64_t preemptions;
 } token_row;
@@ -259,6 +259,7 @@ static const field token_fields[] = {
     FLD(token_row, batch_row, F_I64),         FLD(token_row, slot, F_I64),
     FLD(token_row, prev_tenant, F_I64),       FLD(token_row, block, F_I64),
     FLD(token_row, n_blocks, F_I64),          FLD(token_row, chunk, F_I64),
+    FLD(token_row, first_chunk, F_I64),
     FLD(token_row, from_snapshot, F_U8),      FLD(token_row, preemptions, F_I64),
 };
 
@@ -379,7 +380,9 @@ static int write_tokens(writer *w, const ls_engine_result *e, const ls_compariso
         }
         const ls_engine_seq *q = &e->seqs[t->seq];
         const ls_provenance *p = prov_at(e, t->seq, t->position);
-        ls_provenance none = {-1, -1, -1, -1, -1, -1, -1, 0, -1};
+        ls_provenance none = {.step = -1, .batch_row = -1, .slot = -1, .prev_tenant = -1, .block = -1,
+                              .n_blocks = -1, .chunk = -1, .first_chunk = -1, .from_snapshot = 0,
+                              .preemptions = -1};
         if (!p) p = &none;
         rows[i] = (token_row){
             .seq = t->seq, .request = q->request, .rollout = q->rollout,
@@ -389,7 +392,7 @@ static int write_tokens(writer *w, const ls_engine_result *e, const ls_compariso
             .divergent = (uint8_t)(t->divergent != 0), .ref_argmax = t->ref_argmax,
             .step = p->step, .batch_row = p->batch_row, .slot = p->slot,
             .prev_tenant = p->prev_tenant, .block = p->block, .n_blocks = p->n_blocks,
-            .chunk = p->chunk, .from_snapshot = (uint8_t)(p->from_snapshot != 0),
+            .chunk = p->chunk, .first_chunk = p->first_chunk, .from_snapshot = (uint8_t)(p->from_snapshot != 0),
             .preemptions = p->preemptions};
     }
     int rc = write_table(w, "tokens", token_fields, NFIELDS(token_fields), sizeof *rows, rows, n);
@@ -456,6 +459,7 @@ static int write_summary(writer *w, const ls_compare_summary *S, const ls_engine
     I(st, prefix_hit_tokens); I(st, snapshot_restores); I(st, snapshots_taken);
     I(st, max_slot_used); I(st, distinct_slots_used); I(st, padded_rows);
     I(st, chunked_prefills); I(st, num_blocks); I(st, num_slots);
+    I(st, slot_stride); I(st, state_elems);
 #undef I
 #undef D
     if (H5Gclose(g) < 0 && !rc) rc = fail(w, "closing /summary");
