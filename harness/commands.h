@@ -6,5 +6,6 @@
 int ls_cmd_score(int argc, char **argv);
 int ls_cmd_run(int argc, char **argv);
 int ls_cmd_gate(int argc, char **argv);
+int ls_cmd_shrink(int argc, char **argv);
 
 #endif

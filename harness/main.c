@@ -16,6 +16,8 @@ static int usage(FILE *f) {
             "  score --model DIR [--tokens FILE] [--precision fp64|fp32]\n"
             "                                        reference teacher-forced logprobs of token sequences\n"
             "  inspect TRACE.h5                     summary of a run from its HDF5 trace (docs/trace.md)\n"
+            "  shrink FAILING.yaml [-o OUT.yaml] [--max-seconds S] [--set KEY=VALUE ...]\n"
+            "                                        smallest config that still fails the same way (docs/shrink.md)\n"
             "exit codes: 0 ok, 1 divergence found, 2 bad input or internal error\n",
             LS_VERSION);
     return f == stderr ? 2 : 0;
@@ -28,6 +30,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "run")) return ls_cmd_run(argc - 2, argv + 2);
     if (!strcmp(cmd, "inspect")) return ls_cmd_inspect(argc - 2, argv + 2);
     if (!strcmp(cmd, "gate")) return ls_cmd_gate(argc - 2, argv + 2);
+    if (!strcmp(cmd, "shrink")) return ls_cmd_shrink(argc - 2, argv + 2);
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) return usage(stdout);
     if (!strcmp(cmd, "--version")) { printf("lockstep %s\n", LS_VERSION); return 0; }
     fprintf(stderr, "lockstep: unknown command '%s'\n", cmd);

@@ -1,0 +1,50 @@
+/* Shared by the kernels/cuda/*.cu files: error reporting, device math written exactly as
+ * kernels/activations.c, and the instantiation helper. Not part of the public API. */
+#ifndef LS_CUDA_COMMON_CUH
+#define LS_CUDA_COMMON_CUH
+
+#include <math.h>
+#include <stdint.h>
+
+#include "kernels/cuda/kernels_cuda.h"
+
+/* Records a message for ls_cuda_error_message() and returns `e`. */
+cudaError_t ls_cuda_fail(cudaError_t e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* After a launch: the launch error, with the kernel's name in the message. */
+cudaError_t ls_cuda_launched(const char *what);
+
+#define LS_CUDA_REQUIRE(cond, ...) \
+    do { if (!(cond)) return ls_cuda_fail(cudaErrorInvalidValue, __VA_ARGS__); } while (0)
+
+/* Grid sizes: x up to 2^31-1, y and z up to 65535. */
+#define LS_CUDA_MAX_GRID_X 2147483647LL
+#define LS_CUDA_MAX_GRID_YZ 65535LL
+
+static inline int64_t ls_cuda_cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* Device math: the same formulas as kernels/activations.c (CUDA's exp/log/log1p, which may
+ * round differently from glibc's on some inputs; +,-,*,/,sqrt are IEEE and identical). */
+__device__ __forceinline__ float ls_exp(float x) { return expf(x); }
+__device__ __forceinline__ double ls_exp(double x) { return exp(x); }
+__device__ __forceinline__ float ls_log(float x) { return logf(x); }
+__device__ __forceinline__ double ls_log(double x) { return log(x); }
+__device__ __forceinline__ float ls_log1p(float x) { return log1pf(x); }
+__device__ __forceinline__ double ls_log1p(double x) { return log1p(x); }
+__device__ __forceinline__ float ls_sqrt(float x) { return sqrtf(x); }
+__device__ __forceinline__ double ls_sqrt(double x) { return sqrt(x); }
+
+template <typename T> __device__ __forceinline__ T ls_silu(T x) {
+    return x / ((T)1 + ls_exp(-x));
+}
+template <typename T> __device__ __forceinline__ T ls_softplus(T x) {
+    return x > (T)20 ? x : ls_log1p(ls_exp(x));
+}
+template <typename T> __device__ __forceinline__ T ls_nan();
+template <> __device__ __forceinline__ float ls_nan<float>() { return __int_as_float(0x7fc00000); }
+template <> __device__ __forceinline__ double ls_nan<double>() {
+    return __longlong_as_double(0x7ff8000000000000LL);
+}
+
+#endif

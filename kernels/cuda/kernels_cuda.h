@@ -1,0 +1,167 @@
+/* CUDA twins of the CPU kernels in kernels/kernels.h, plus the batch-level pieces a GPU
+ * forward pass needs (ragged conv / scan / attention over a whole step, MoE dispatch,
+ * KV writes, state copies). C-callable; compiled as CUDA C++ (kernels/cuda/*.cu).
+ *
+ * Every pointer argument is a DEVICE pointer unless the comment says "host". Every
+ * function is asynchronous on `stream` (0 = the legacy default stream) and returns
+ * cudaSuccess, cudaErrorInvalidValue for bad arguments (ls_cuda_error_message() says
+ * which), or the launch error. Kernels are batched over the whole step: one launch per
+ * call, never one per sequence.
+ *
+ * Invariance by construction, as on the CPU: each output element is computed by one
+ * fixed sequence of floating-point operations that depends only on that row's inputs
+ * (never on the number of rows, the row's place in the batch, the tile it lands in, the
+ * chunking of a sequence, or the KV blocks its keys live in). Device code is built with
+ * -fmad=false (no multiply-add contraction) and IEEE division / square root, and every
+ * reduction runs in the CPU twin's order, so:
+ *   - bitwise equal to the CPU twin: embedding, linear (invariant), rmsnorm, KV write,
+ *     MoE combine, logprob gather, state copy, add -- pure +,*,/,sqrt in the same order;
+ *   - equal to the CPU twin up to exp/log/log1p: conv1d (silu), selective scan,
+ *     attention, logsoftmax, MoE route, silu_mul, softplus. CUDA's exp/log are not
+ *     glibc's (each is within 1-2 ulp of the true value but they round differently on
+ *     some inputs), so those ops agree bitwise on most elements and within a few ulp
+ *     (propagated) on the rest. See docs/gpu.md for measured numbers.
+ * GPU results are deterministic run to run and batch-invariant in both precisions.
+ *
+ * Offsets into caches, pools and weights are computed in 64-bit arithmetic everywhere.
+ * Layouts match kernels.h: weights [out][in] row-major, activations [rows][features]
+ * with an explicit row stride (ld*, in elements) where a caller may view a sub-block. */
+#ifndef LS_KERNELS_CUDA_H
+#define LS_KERNELS_CUDA_H
+
+#include <stdint.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Message for the last error returned by an ls_cuda_* call on this host thread
+ * ("" if none). */
+const char *ls_cuda_error_message(void);
+
+/* 1 if a usable CUDA device is present, 0 otherwise (never an error). */
+int ls_cuda_device_available(void);
+
+/* A step's batch as the GPU kernels see it: sequence s owns batch rows
+ * [row0[s], row0[s] + n[s]) (row0 is the exclusive prefix sum of n, so rows are
+ * contiguous and in sequence order), at positions start_pos[s] + i. */
+typedef struct ls_cuda_batch {
+    int64_t n_seqs;              /* host */
+    int64_t rows;                /* host: sum of n */
+    int64_t max_keys;            /* host: >= max over s of start_pos[s] + n[s] (attention) */
+    const int64_t *row0;         /* [n_seqs] */
+    const int64_t *n;            /* [n_seqs] */
+    const int64_t *start_pos;    /* [n_seqs] (attention, KV write) */
+    const int32_t *has_init;     /* [n_seqs]: 0 = the Mamba state starts from zeros (and the
+                                  * slot is overwritten), 1 = read what the slot holds */
+    const int64_t *block_tables; /* all sequences' block tables, concatenated */
+    const int64_t *bt_off;       /* [n_seqs]: where s's table starts in block_tables; -1 marks
+                                  * a padding sequence (no KV read or written, zero output) */
+} ls_cuda_batch;
+
+#define LS_CUDA_DECLS(T, S)                                                                    \
+    /* x[r][:] = table[tokens[r]][:]; a token outside [0, vocab) gives a NaN row. */           \
+    cudaError_t ls_cuda_embed_##S(const int32_t *tokens, int64_t rows, const T *table,          \
+                                  int64_t vocab, int64_t H, T *x, cudaStream_t stream);         \
+    /* y[r] = w * (x[r] / sqrt(mean(x[r]^2) + eps)); one block per row, the sum of squares in  \
+     * index order like the CPU. In place (x == y, same ld) is allowed. */                     \
+    cudaError_t ls_cuda_rmsnorm_##S(const T *x, int64_t ldx, int64_t rows, int64_t n,          \
+                                    const T *w, double eps, T *y, int64_t ldy,                  \
+                                    cudaStream_t stream);                                       \
+    /* Invariant linear: y[m][o] = dot8(w[o][:], x[m][:]) (+ b[o]), each dot product in       \
+     * kernels/matmul.c's order (8 partial sums over k mod 8, fixed tree). b may be NULL.     \
+     * x and y must not overlap. */                                                            \
+    cudaError_t ls_cuda_linear_##S(const T *x, int64_t ldx, int64_t rows, int64_t in,          \
+                                   const T *w, const T *b, int64_t out, T *y, int64_t ldy,     \
+                                   cudaStream_t stream);                                        \
+    /* MoE expert linear over (row, slot) pairs p in [0, pairs): y[p] = dot8(W_e[o], x[p /    \
+     * x_div]) with e = expert[p] and W_e = w_list[e] (a device array of device pointers,      \
+     * one [out][in] matrix per expert). x_div = k reads each token's row k times (gate/up);  \
+     * x_div = 1 reads one row per pair (down). Same bits as ls_cuda_linear for the same       \
+     * (x, W). An expert index outside [0, n_experts) gives a NaN row. */                      \
+    cudaError_t ls_cuda_linear_moe_##S(const T *x, int64_t ldx, int64_t x_div, int64_t pairs, \
+                                       int64_t in, const T *const *w_list, int64_t n_experts,  \
+                                       const int64_t *expert, int64_t out, T *y, int64_t ldy,  \
+                                       cudaStream_t stream);                                    \
+    /* Fast mode: the same product through cuBLAS (not batch invariant, not bitwise; TF32    \
+     * tensor cores when allow_tf32 and T is float). b may be NULL. */                         \
+    cudaError_t ls_cuda_linear_fast_##S(cublasHandle_t handle, const T *x, int64_t ldx,        \
+                                        int64_t rows, int64_t in, const T *w, const T *b,       \
+                                        int64_t out, T *y, int64_t ldy, int allow_tf32,         \
+                                        cudaStream_t stream);                                   \
+    /* Causal depthwise conv over the whole step, one thread per (sequence, channel), its     \
+     * tokens in order: u row r at u + r*ldu (channels wide), output at out + r*ldo.           \
+     * states[s] = sequence s's conv state [channels][K-1] (oldest first), carried across     \
+     * the tokens and left holding the last K-1 inputs, as ls_conv1d_step. bias may be NULL.  \
+     * K <= LS_CUDA_MAX_CONV. */                                                               \
+    cudaError_t ls_cuda_conv1d_##S(const ls_cuda_batch *b, T *const *states, const T *u,      \
+                                   int64_t ldu, const T *w, const T *bias, int64_t channels,   \
+                                   int64_t K, T *out, int64_t ldo, cudaStream_t stream);        \
+    /* Selective scan over the whole step, one thread per (sequence, channel), tokens in      \
+     * order and n in order, as ls_scan_step. states[s] = sequence s's SSM state [channels][N]. \
+     * Row r reads x + r*ldx, dt + r*lddt, B + r*ldB, C + r*ldC, z + r*ldz (channels wide, B    \
+     * and C N wide) and writes y + r*ldy; A [channels][N], D [channels]. */                   \
+    cudaError_t ls_cuda_scan_##S(const ls_cuda_batch *b, T *const *states, const T *x,         \
+                                 int64_t ldx, const T *dt, int64_t lddt, const T *A,            \
+                                 const T *B, int64_t ldB, const T *C, int64_t ldC, const T *D, \
+                                 const T *z, int64_t ldz, int64_t channels, int64_t N, T *y,   \
+                                 int64_t ldy, cudaStream_t stream);                             \
+    /* KV write: row r of sequence s (position start_pos[s] + i) copies k[r], v[r] (kv_dim     \
+     * wide, row stride ldk / ldv) to cache row block_table[pos / bs] * bs + pos % bs.         \
+     * Padding sequences write nothing. */                                                     \
+    cudaError_t ls_cuda_kv_write_##S(const ls_cuda_batch *b, const T *k, int64_t ldk,          \
+                                     const T *v, int64_t ldv, int64_t block_size,               \
+                                     int64_t kv_dim, T *kcache, T *vcache, cudaStream_t stream); \
+    /* Causal attention, one block per (row, head): row r of sequence s attends to keys       \
+     * 0..start_pos[s]+i in position order through s's block table, exactly as                 \
+     * ls_attention_row. q row r at q + r*ldq (heads*head_dim), out row at out + r*ldo.        \
+     * scratch: rows * heads * max_keys elements. Padding sequences get zero rows. Call       \
+     * ls_cuda_kv_write first (same stream). */                                                \
+    cudaError_t ls_cuda_attention_##S(const ls_cuda_batch *b, const T *q, int64_t ldq,         \
+                                      const T *kcache, const T *vcache, int64_t block_size,     \
+                                      int64_t heads, int64_t kv_heads, int64_t head_dim,        \
+                                      T *scratch, T *out, int64_t ldo, cudaStream_t stream);     \
+    /* Router, one thread per row, as ls_moe_route: probs [rows][E] (scratch), idx and wts    \
+     * [rows][k] in ascending expert order (the order outputs are summed in). */               \
+    cudaError_t ls_cuda_moe_route_##S(const T *logits, int64_t ld, int64_t rows, int64_t E,    \
+                                      int64_t k, T *probs, int64_t *idx, T *wts,                \
+                                      cudaStream_t stream);                                     \
+    /* out[r][j] = 0; out[r][j] += y[r*k + t][j] * wts[r][t] for t = 0..k-1 (ascending expert  \
+     * order, as the CPU forward). y rows are H wide. */                                       \
+    cudaError_t ls_cuda_moe_combine_##S(const T *y, const T *wts, int64_t rows, int64_t k,     \
+                                        int64_t H, T *out, cudaStream_t stream);                \
+    /* out row = x row - logsumexp(x row), one block per row, in ls_logsoftmax's order. In   \
+     * place allowed. */                                                                       \
+    cudaError_t ls_cuda_logsoftmax_##S(const T *x, int64_t ldx, int64_t rows, int64_t n,       \
+                                       T *out, int64_t ldo, cudaStream_t stream);               \
+    /* out[r] = logp[r*ld + tokens[r]]; NaN for a token outside [0, n). */                    \
+    cudaError_t ls_cuda_gather_logprob_##S(const T *logp, int64_t ld, int64_t rows, int64_t n, \
+                                           const int32_t *tokens, T *out, cudaStream_t stream);  \
+    /* Elementwise, n elements: x = softplus(x); act = silu(g) * up; x = x + y; p = value. */  \
+    cudaError_t ls_cuda_softplus_##S(T *x, int64_t n, cudaStream_t stream);                    \
+    cudaError_t ls_cuda_silu_mul_##S(const T *g, const T *up, T *act, int64_t n,               \
+                                     cudaStream_t stream);                                      \
+    cudaError_t ls_cuda_add_##S(T *x, const T *y, int64_t n, cudaStream_t stream);             \
+    cudaError_t ls_cuda_fill_##S(T *p, int64_t n, T value, cudaStream_t stream);
+
+#define LS_CUDA_MAX_CONV 16 /* largest conv kernel width (d_conv) supported */
+
+LS_CUDA_DECLS(float, f32)
+LS_CUDA_DECLS(double, f64)
+
+/* State copy (fork / snapshot / restore): for each pair i, copies `bytes` bytes from
+ * src_base + src_slots[i] * stride_bytes to dst_base + dst_slots[i] * stride_bytes,
+ * offsets computed in 64-bit with overflow checks. src_slots, dst_slots: HOST arrays.
+ * One launch for all pairs (chunks of 256). Ranges may not overlap between pairs. */
+cudaError_t ls_cuda_state_copy(void *dst_base, const void *src_base, int64_t stride_bytes,
+                               const int64_t *src_slots, const int64_t *dst_slots,
+                               int64_t n_pairs, int64_t bytes, cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
