@@ -798,7 +798,10 @@ static int collect(engine *e) {
     int64_t n = 0;
     for (int64_t i = 0; i < e->n_all; i++) n += e->all[i]->rollout >= 0;
     o->seqs = calloc((size_t)n + 1, sizeof *o->seqs);
-    if (!o->seqs) return ls_errf(e->err, "out of memory");
+    o->tenants = calloc((size_t)e->n_all + 1, sizeof *o->tenants);
+    if (!o->seqs || !o->tenants) return ls_errf(e->err, "out of memory");
+    for (int64_t i = 0; i < e->n_all; i++)
+        o->tenants[o->n_tenants++] = (ls_engine_tenant){i, e->all[i]->request, e->all[i]->rollout};
     for (int64_t i = 0; i < e->n_all; i++) {
         seq *s = e->all[i];
         if (s->rollout < 0) continue;
@@ -874,6 +877,7 @@ void ls_engine_result_free(ls_engine_result *r) {
         free(r->seqs[i].tokens); free(r->seqs[i].logprobs); free(r->seqs[i].prov);
     }
     free(r->seqs);
+    free(r->tenants);
     free(r->steps);
     memset(r, 0, sizeof *r);
 }

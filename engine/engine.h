@@ -98,12 +98,20 @@ typedef struct ls_engine_stats {
     int64_t slot_stride, state_elems;   /* SSM slot stride and state size (d_inner x d_state), elements */
 } ls_engine_stats;
 
+/* Every sequence the engine created, by engine id (the id provenance's prev_tenant names):
+ * a prompt's prefill that forks has rollout -1. */
+typedef struct ls_engine_tenant {
+    int64_t id, request, rollout;
+} ls_engine_tenant;
+
 typedef struct ls_engine_result {
     ls_engine_seq *seqs;           /* one per (request, rollout), ordered by request then rollout */
     int64_t n_seqs;
     ls_engine_step *steps;
     int64_t n_steps;
     ls_engine_stats stats;
+    ls_engine_tenant *tenants;     /* [n_tenants], index = engine id */
+    int64_t n_tenants;
 } ls_engine_result;
 
 int ls_engine_run(const ls_model *m, const ls_engine_config *cfg, const ls_workload *wl,

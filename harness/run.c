@@ -44,6 +44,13 @@ static void print_stats(const ls_run_config *rc, const ls_run_outcome *o) {
            (long long)S->seqs, S->max_abs, S->mean_abs, S->std_abs, S->prob_pearson, S->kl_k3);
 }
 
+static void print_tenant(const ls_engine_result *r, int64_t id) {
+    if (id < 0 || id >= r->n_tenants) { printf("none"); return; }
+    const ls_engine_tenant *t = &r->tenants[id];
+    if (t->rollout < 0) printf("request %lld's prompt prefill", (long long)t->request);
+    else printf("request %lld rollout %lld", (long long)t->request, (long long)t->rollout);
+}
+
 static void print_divergences(const ls_run_outcome *o) {
     const ls_comparison *c = &o->cmp;
     for (int64_t i = 0; i < o->n_locs; i++) {
@@ -56,11 +63,12 @@ static void print_divergences(const ls_run_outcome *o) {
         printf("%s divergence: request %lld rollout %lld position %lld (token %d): engine %.17g, "
                "reference %.17g\n", i == 0 ? "first" : "next", (long long)l->request, (long long)l->rollout,
                (long long)l->position, q->tokens[l->position], t ? t->engine : 0.0, t ? t->reference : 0.0);
-        printf("  provenance: step %lld, batch row %lld, Mamba slot %lld (previous tenant: %s%lld), "
-               "KV block %lld of %lld, chunk %lld, state from prefix snapshot: %s, preemptions %lld\n",
-               (long long)p->step, (long long)p->batch_row, (long long)p->slot,
-               p->prev_tenant < 0 ? "none " : "sequence ", (long long)p->prev_tenant, (long long)p->block,
-               (long long)p->n_blocks, (long long)p->chunk, p->from_snapshot ? "yes" : "no",
+        printf("  provenance: step %lld, batch row %lld, Mamba slot %lld (previous tenant: ",
+               (long long)p->step, (long long)p->batch_row, (long long)p->slot);
+        print_tenant(&o->engine, p->prev_tenant);
+        printf("), KV block %lld of %lld, chunk %lld (first chunk %lld tokens), state from prefix "
+               "snapshot: %s, preemptions %lld\n", (long long)p->block, (long long)p->n_blocks,
+               (long long)p->chunk, (long long)p->first_chunk, p->from_snapshot ? "yes" : "no",
                (long long)p->preemptions);
         printf("  first divergent layer: %s\n", l->summary);
     }

@@ -271,6 +271,11 @@ static const field step_fields[] = {
     FLD(ls_engine_step, preemptions, F_I64),
 };
 
+static const field tenant_fields[] = {
+    FLD(ls_engine_tenant, id, F_I64), FLD(ls_engine_tenant, request, F_I64),
+    FLD(ls_engine_tenant, rollout, F_I64),
+};
+
 typedef struct divergence_row {
     int64_t seq, request, rollout, position, step, layer;
     char component[16];
@@ -499,6 +504,9 @@ static int write_all(writer *w, const ls_trace_input *in) {
         return -1;
     if (write_table(w, "steps", step_fields, NFIELDS(step_fields), sizeof(ls_engine_step),
                     e->steps, e->steps ? e->n_steps : 0))
+        return -1;
+    if (write_table(w, "tenants", tenant_fields, NFIELDS(tenant_fields), sizeof(ls_engine_tenant),
+                    e->tenants, e->tenants ? e->n_tenants : 0))
         return -1;
     return write_localisation(w, e, in->locs, in->n_locs);
 }

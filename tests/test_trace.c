@@ -65,13 +65,14 @@ static void synth_build(synth *s) {
     }
     for (int i = 0; i < N_STEPS; i++)
         s->steps[i] = (ls_engine_step){i, 3, 8 - i, i == 0 ? 2 : 0, 3, 0, 20 - i, 5, 0};
-    s->eng = (ls_engine_result){s->seqs, N_SEQ, s->steps, N_STEPS,
-                                {.steps = N_STEPS, .tokens_computed = 15, .preemptions = 1,
-                                 .forks = 1, .cow_copies = 2, .prefix_hit_tokens = 3,
-                                 .snapshot_restores = 1, .snapshots_taken = 2,
-                                 .max_slot_used = 9, .distinct_slots_used = 3,
-                                 .padded_rows = 0, .chunked_prefills = 1, .num_blocks = 64,
-                                 .num_slots = 16}};
+    s->eng = (ls_engine_result){.seqs = s->seqs, .n_seqs = N_SEQ, .steps = s->steps,
+                                .n_steps = N_STEPS,
+                                .stats = {.steps = N_STEPS, .tokens_computed = 15, .preemptions = 1,
+                                          .forks = 1, .cow_copies = 2, .prefix_hit_tokens = 3,
+                                          .snapshot_restores = 1, .snapshots_taken = 2,
+                                          .max_slot_used = 9, .distinct_slots_used = 3,
+                                          .padded_rows = 0, .chunked_prefills = 1, .num_blocks = 64,
+                                          .num_slots = 16}};
     int64_t n = 0;
     for (int q = 0; q < N_SEQ; q++) {
         s->first_div[q] = q == 1 ? 4 : -1;
