@@ -6,6 +6,10 @@
 int ls_cmd_score(int argc, char **argv);
 int ls_cmd_run(int argc, char **argv);
 int ls_cmd_gate(int argc, char **argv);
+int ls_cmd_analyse(int argc, char **argv);
+int ls_cmd_report(int argc, char **argv);
+int ls_cmd_sweep(int argc, char **argv);
+int ls_cmd_merge(int argc, char **argv);
 int ls_cmd_shrink(int argc, char **argv);
 
 #endif

@@ -1,36 +1,43 @@
 /* lockstep shrink FAILING.yaml [-o OUT.yaml] [--max-seconds S] [--set KEY=VALUE ...]
+ *                [--pattern exact|keep] [-v]
  *
  * Delta debugging for run configs: from a config that fails (diverges), find a smaller one
  * that still fails *the same way* and write it as a self-contained YAML reproducer.
+ * docs/shrink.md is the reference; in short:
  *
- * "The same way" is the failure's signature, taken from the original run (docs/shrink.md):
+ * "The same way" is the failure's signature, taken from the original run:
  *   - the first divergent component of the first localised divergence (locs[0].component:
  *     conv_state, ssm_state, attention, ...), and
- *   - the provenance pattern of the divergent tokens: for each property P below, whether
- *     EVERY divergent token has P. A candidate reproduces when it diverges, names the same
- *     component, and the set of universally held properties is exactly the original's.
+ *   - the provenance pattern of the divergent tokens: for each property P (enum below),
+ *     whether EVERY divergent token has P. A candidate reproduces when it diverges, names
+ *     the same component, and its set of universally held properties equals the
+ *     original's (--pattern exact, the default) or contains it (--pattern keep).
  * The planted fault switches are never touched: they are what is being reproduced.
  *
  * Search: greedy first-improvement over a fixed list of moves (each a key and the smaller
  * values to try, most aggressive first), in passes until a whole pass accepts nothing or
  * the time bound is hit. Every candidate is the current config plus one assignment made
- * through ls_config_set, so the config's own range and cross-key checks apply; a candidate
- * whose run errors (e.g. a request no longer fits the cache) simply does not reproduce.
- * Candidates are keyed by their effective YAML, so no config is run twice. Deterministic:
- * the same input gives the same reproducer (the time bound aside). */
+ * through ls_config_set (two for a "lateral" move, which must come with fewer requests),
+ * so the config's own range and cross-key checks apply; a candidate whose run errors (e.g.
+ * a request no longer fits the cache) simply does not reproduce. Requests can also be
+ * dropped anywhere in the list through an explicit prompts file (temporary while
+ * searching, written next to OUT at the end). Candidates are keyed by their effective
+ * YAML, so no config is run twice. Deterministic: the same input gives the same
+ * reproducer (the time bound aside). */
 #include <errno.h>
-#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "harness/commands.h"
 #include "harness/config.h"
 #include "harness/pipeline.h"
+#include "harness/workload_gen.h"
 
 /* ---------------------------------------------------------------- the signature */
 
@@ -160,20 +167,25 @@ static int signature_of(const ls_run_config *rc, const ls_run_outcome *o, sig *g
     return 0;
 }
 
-static int same_failure(const sig *want, const sig *got) {
-    return got->diverged && !strcmp(want->component, got->component) && want->all == got->all;
+/* exact: the set of universally held properties is the original's; keep: it contains the
+ * original's (a smaller run may make more properties hold for all its divergent tokens). */
+static int same_failure(const sig *want, const sig *got, int keep) {
+    if (!got->diverged || strcmp(want->component, got->component)) return 0;
+    return keep ? (got->all & want->all) == want->all : got->all == want->all;
 }
 
 /* "first divergent component ssm_state<sep>every divergent token has: a, b<sep>not every
  * one has: c, d" */
-static void describe_sig(const sig *g, const char *sep, char *buf, size_t cap) {
+static void describe_sig(const sig *g, int keep, const char *sep, char *buf, size_t cap) {
     size_t n = (size_t)snprintf(buf, cap, "first divergent component %s%severy divergent token has:",
                                 g->component, sep);
     int any = 0;
     for (int pass = 0; pass < 2; pass++) {
         if (pass == 1) {
             if (!any && n < cap) n += (size_t)snprintf(buf + n, cap - n, " (none)");
-            if (n < cap) n += (size_t)snprintf(buf + n, cap - n, "%snot every one has:", sep);
+            if (n < cap)
+                n += (size_t)snprintf(buf + n, cap - n, "%snot every one has%s:", sep,
+                                      keep ? " (in the original; not required)" : "");
             any = 0;
         }
         for (int p = 0; p < P_COUNT; p++) {
@@ -203,6 +215,7 @@ typedef struct attempt {
     sig g;
     sizes sz;
     ls_engine_config resolved;     /* the engine config after ls_engine_config_resolve */
+    int64_t vocab;
 } attempt;
 
 /* Runs rc (quietly: no trace, no report; localisation on). Returns -1 only when out of
@@ -220,6 +233,7 @@ static int run_candidate(ls_run_config *rc, attempt *a, ls_err *err) {
     }
     a->ran = 1;
     a->resolved = rc->engine;
+    a->vocab = o.model.cfg.vocab_size;
     a->sz.requests = o.workload.n_requests;
     a->sz.rollouts = rc->workload.rollouts;
     for (int64_t r = 0; r < o.workload.n_requests; r++) a->sz.tokens += o.workload.requests[r].prompt_len;
@@ -240,6 +254,7 @@ typedef enum mv_kind {
     MV_SET,          /* one fixed assignment (a simplification: a switch off, a plainer policy) */
     MV_LATERAL,      /* an assignment that is no smaller by itself, accepted only together
                       * with fewer requests (so the search cannot cycle) */
+    MV_DROP,         /* drop requests anywhere in the list, through an explicit prompts file */
 } mv_kind;
 
 typedef struct move {
@@ -270,6 +285,7 @@ static const move MOVES[] = {
     {"cache.slot_policy", MV_LATERAL, 0, 0, 0, "highest"},
     {"cache.slot_policy", MV_LATERAL, 0, 0, 0, "lowest"},
     {"cache.slot_policy", MV_LATERAL, 0, 0, 0, "fifo"},
+    {"workload.prompts_file", MV_DROP, 0, 0, 0, NULL},
     {"workload.rollouts", MV_INT, F(workload.rollouts), 1, 0, NULL},
     {"workload.max_new_tokens", MV_INT, F(workload.max_new_tokens), 1, 0, NULL},
     {"workload.prompt_len", MV_PLEN_MAX, 0, 1, 0, NULL},
@@ -331,6 +347,10 @@ typedef struct cand {
     char assign[2][96];
     int n_assign;
     char desc[256];
+    /* MV_DROP: the prompts file to write (text) and name as workload.prompts_file, and the
+     * request count to record as workload.prompts */
+    const char *file, *file_text;
+    int64_t file_prompts;
 } cand;
 
 /* The candidates of move m against the current config, most aggressive first. */
@@ -339,7 +359,8 @@ static int candidates(const move *m, const ls_run_config *cur, const char *cur_y
     int64_t vals[MAX_CANDS];
     int n = 0;
     const ls_workload_spec *w = &cur->workload;
-    if (w->prompts_file && (generator_key(m->key) || m->kind == MV_LATERAL)) return 0;
+    memset(out, 0, MAX_CANDS * sizeof *out);
+    if (m->kind == MV_DROP || (w->prompts_file && (generator_key(m->key) || m->kind == MV_LATERAL))) return 0;
     switch (m->kind) {
     case MV_INT:
     case MV_ZERO: {
@@ -411,6 +432,8 @@ static int candidates(const move *m, const ls_run_config *cur, const char *cur_y
         }
         return nf;
     }
+    case MV_DROP:
+        return 0;                  /* drop_requests() */
     }
     return 0;
 }
@@ -469,13 +492,88 @@ typedef struct shrinker {
     double t0, deadline;
     int timed_out;
     seen_set seen;
+    int64_t vocab;                 /* the model's, for reading and generating prompts */
+    char *tmpdir;                  /* NULL until a prompts file is written */
+    int verbose;                   /* -v: a line per rejected candidate too */
+    int keep;                      /* --pattern keep (else exact) */
 } shrinker;
 
+/* -v: why a candidate was not accepted. */
+static void explain_reject(const shrinker *s, const cand *cd, const attempt *a, const ls_err *err) {
+    char why[512];
+    if (!a->ran) {
+        snprintf(why, sizeof why, "run error: %s", err->msg);
+    } else if (!a->g.diverged) {
+        snprintf(why, sizeof why, "no divergence");
+    } else if (strcmp(a->g.component, s->want.component)) {
+        snprintf(why, sizeof why, "first divergent component %s", a->g.component);
+    } else {
+        size_t n = (size_t)snprintf(why, sizeof why, "provenance pattern differs:");
+        for (int p = 0; p < P_COUNT && n < sizeof why; p++) {
+            unsigned bit = 1u << p;
+            if ((a->g.all & bit) != (s->want.all & bit) && !(s->keep && (a->g.all & bit)))
+                n += (size_t)snprintf(why + n, sizeof why - n, " %s%s", a->g.all & bit ? "+" : "-",
+                                      PROP_NAMES[p]);
+        }
+    }
+    fprintf(stderr, "shrink:   (rejected) %s: %s [%.1f s]\n", cd->desc, why, now() - s->t0);
+}
+
 static const char CAND_PATH[] = "shrink-candidate.yaml";
+
+static int write_atomic(const char *path, const char *text, ls_err *err) {
+    size_t pl = strlen(path);
+    char *tmp = malloc(pl + 16);
+    if (!tmp) return ls_errf(err, "out of memory");
+    snprintf(tmp, pl + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        ls_errf(err, "%s: cannot create a temporary file next to it: %s", path, strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        close(fd);
+        remove(tmp);
+        free(tmp);
+        return ls_errf(err, "%s: cannot write: %s", path, strerror(errno));
+    }
+    mode_t mask = umask(0);                        /* mkstemp's 0600 -> what open() would give */
+    umask(mask);
+    size_t len = strlen(text);
+    int bad = fchmod(fd, 0666 & ~mask) != 0;
+    bad |= fwrite(text, 1, len, f) != len;
+    bad |= fflush(f) != 0;
+    bad |= fsync(fileno(f)) != 0;
+    bad |= fclose(f) != 0;
+    if (!bad) bad = rename(tmp, path) != 0;
+    if (bad) {
+        int e = errno;
+        remove(tmp);
+        free(tmp);
+        return ls_errf(err, "%s: cannot write: %s", path, strerror(e));
+    }
+    free(tmp);
+    return 0;
+}
 
 /* Parses `yaml` into *c (paths in it are absolute). -1 with a message on error. */
 static int parse_yaml(const char *yaml, ls_run_config *c, ls_err *err) {
     return ls_config_parse(yaml, strlen(yaml), CAND_PATH, c, err);
+}
+
+/* Whether path is one of our temporary prompts files. */
+static int is_temp_prompts(const shrinker *s, const char *path) {
+    size_t n = s->tmpdir ? strlen(s->tmpdir) : 0;
+    return path && n && !strncmp(path, s->tmpdir, n) && path[n] == '/';
+}
+
+/* The current config's prompts file is about to be replaced by `keep`: remove it if it is
+ * one of ours. */
+static void drop_temp_prompts(shrinker *s, const char *keep) {
+    const char *cur = s->cur.workload.prompts_file;
+    if (is_temp_prompts(s, cur) && (!keep || strcmp(cur, keep))) remove(cur);
 }
 
 /* Tries one assignment. Returns 1 accepted, 0 not (or skipped), -1 fatal (OOM). */
@@ -489,18 +587,39 @@ static int try_assign(shrinker *s, const cand *cd) {
     }
     int result = 0;
     char *yaml = NULL;
+    int wrote = 0;
     for (int i = 0; i < cd->n_assign; i++)
         if (ls_config_set(&c, cd->assign[i], &err)) goto out;                   /* not valid */
+    if (cd->file) {
+        char *f = strdup(cd->file);
+        if (!f) { result = -1; goto out; }
+        free(c.workload.prompts_file);
+        c.workload.prompts_file = f;
+        c.workload.prompts = cd->file_prompts;
+    }
     if (ls_config_check(&c, &err)) goto out;
     yaml = ls_config_to_yaml(&c);
     if (!yaml) { result = -1; goto out; }
     if (!strcmp(yaml, s->cur_yaml)) goto out;                 /* no change */
     int was = seen_add(&s->seen, yaml);
     if (was) { result = was < 0 ? -1 : 0; goto out; }
+    if (cd->file) {
+        if (write_atomic(cd->file, cd->file_text, &err)) {
+            fprintf(stderr, "lockstep shrink: %s\n", err.msg);
+            result = -1;
+            goto out;
+        }
+        wrote = 1;
+    }
     s->tried++;
     attempt a;
     if (run_candidate(&c, &a, &err)) { result = -1; goto out; }
-    if (!a.ran || !same_failure(&s->want, &a.g)) goto out;
+    if (!a.ran || !same_failure(&s->want, &a.g, s->keep)) {
+        if (s->verbose) explain_reject(s, cd, &a, &err);
+        goto out;
+    }
+    wrote = 0;                                                 /* the file is the current one now */
+    drop_temp_prompts(s, c.workload.prompts_file);
     /* accepted */
     s->accepted++;
     fprintf(stderr, "shrink: %s (still fails: %s, %lld divergent tokens) [%.1f s]\n", cd->desc,
@@ -515,8 +634,85 @@ static int try_assign(shrinker *s, const cand *cd) {
     s->cur_divergent = a.g.divergent_tokens;
     result = 1;
 out:
+    if (wrote) remove(cd->file);
     free(yaml);
     ls_config_free(&c);
+    return result;
+}
+
+static int make_tmpdir(shrinker *s) {
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base) base = "/tmp";
+    size_t n = strlen(base) + 32;
+    s->tmpdir = malloc(n);
+    if (!s->tmpdir) return -1;
+    snprintf(s->tmpdir, n, "%s/lockstep-shrink.XXXXXX", base);
+    if (!mkdtemp(s->tmpdir)) {
+        fprintf(stderr, "lockstep shrink: cannot create a temporary directory in %s: %s\n", base,
+                strerror(errno));
+        free(s->tmpdir);
+        s->tmpdir = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* The prompts of w except [skip_from, skip_to), one per line; malloc'd, NULL if OOM. */
+static char *prompts_text(const ls_workload *w, int64_t skip_from, int64_t skip_to) {
+    size_t cap = 1;
+    for (int64_t i = 0; i < w->n_requests; i++) cap += (size_t)w->requests[i].prompt_len * 12 + 1;
+    char *t = malloc(cap), *p = t;
+    if (!t) return NULL;
+    for (int64_t i = 0; i < w->n_requests; i++) {
+        if (i >= skip_from && i < skip_to) continue;
+        for (int64_t j = 0; j < w->requests[i].prompt_len; j++)
+            p += snprintf(p, cap - (size_t)(p - t), "%s%d", j ? " " : "", (int)w->requests[i].prompt[j]);
+        *p++ = '\n';
+    }
+    *p = '\0';
+    return t;
+}
+
+/* MV_DROP: remove requests anywhere in the list (delta debugging's chunks: halves, then
+ * quarters, ... single requests) by naming an explicit prompts file holding the rest. A
+ * generated workload is converted on the way; since every candidate has fewer requests,
+ * the conversion is only kept when it pays. Returns 1 accepted, 0 not, -1 fatal. */
+static int drop_requests(shrinker *s) {
+    ls_workload w;
+    ls_err err = {{0}};
+    if (ls_workload_generate(&s->cur.workload, s->vocab, &w, &err)) return 0;
+    int64_t n = w.n_requests;
+    int result = 0;
+    if (n < 2) goto out;
+    if (!s->tmpdir && make_tmpdir(s)) { result = -1; goto out; }
+    for (int64_t c = n / 2; c >= 1 && !result; c /= 2) {
+        for (int64_t from = 0; from < n && !result; from += c) {
+            if (now() >= s->deadline) {
+                s->timed_out = 1;
+                goto out;
+            }
+            int64_t to = from + c < n ? from + c : n;
+            char *text = prompts_text(&w, from, to);
+            if (!text) { result = -1; goto out; }
+            char path[4200];
+            snprintf(path, sizeof path, "%s/prompts-%016llx.txt", s->tmpdir, (unsigned long long)fnv1a(text));
+            cand cd;
+            memset(&cd, 0, sizeof cd);
+            cd.file = path;
+            cd.file_text = text;
+            cd.file_prompts = n - (to - from);
+            if (to - from == 1)
+                snprintf(cd.desc, sizeof cd.desc, "workload.prompts_file %lld -> %lld requests (dropped request %lld)",
+                         (long long)n, (long long)cd.file_prompts, (long long)from);
+            else
+                snprintf(cd.desc, sizeof cd.desc, "workload.prompts_file %lld -> %lld requests (dropped requests %lld..%lld)",
+                         (long long)n, (long long)cd.file_prompts, (long long)from, (long long)to - 1);
+            result = try_assign(s, &cd);
+            free(text);
+        }
+    }
+out:
+    ls_workload_free(&w);
     return result;
 }
 
@@ -529,6 +725,13 @@ static int search(shrinker *s) {
             int again = 1;
             while (again && !s->timed_out) {
                 again = 0;
+                if (m->kind == MV_DROP) {
+                    int r = drop_requests(s);
+                    if (r < 0) return -1;
+                    again = r;
+                    progress |= r;
+                    continue;
+                }
                 cand cs[MAX_CANDS];
                 int n = candidates(m, &s->cur, s->cur_yaml, &s->resolved, cs);
                 for (int k = 0; k < n; k++) {
@@ -570,57 +773,99 @@ static void default_out(const char *failing, char *out, size_t cap) {
     snprintf(out, cap, "%.*s.min.yaml", (int)n, base);
 }
 
-static int write_atomic(const char *path, const char *text, ls_err *err) {
-    size_t pl = strlen(path);
-    char *tmp = malloc(pl + 16);
-    if (!tmp) return ls_errf(err, "out of memory");
-    snprintf(tmp, pl + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        ls_errf(err, "%s: cannot create a temporary file next to it: %s", path, strerror(errno));
-        free(tmp);
-        return -1;
-    }
-    FILE *f = fdopen(fd, "w");
-    if (!f) {
-        close(fd);
-        remove(tmp);
-        free(tmp);
-        return ls_errf(err, "%s: cannot write: %s", path, strerror(errno));
-    }
-    size_t len = strlen(text);
-    int bad = fwrite(text, 1, len, f) != len;
-    bad |= fflush(f) != 0;
-    bad |= fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    if (!bad) bad = rename(tmp, path) != 0;
-    if (bad) {
-        int e = errno;
-        remove(tmp);
-        free(tmp);
-        return ls_errf(err, "%s: cannot write: %s", path, strerror(e));
-    }
-    free(tmp);
-    return 0;
+/* OUT without .yaml / .yml, + ".prompts.txt" */
+static char *companion_path(const char *out_path) {
+    size_t n = strlen(out_path);
+    if (n > 5 && !strcmp(out_path + n - 5, ".yaml")) n -= 5;
+    else if (n > 4 && !strcmp(out_path + n - 4, ".yml")) n -= 4;
+    char *p = malloc(n + 16);
+    if (p) snprintf(p, n + 16, "%.*s.prompts.txt", (int)n, out_path);
+    return p;
 }
 
-#define HEADER_FMT                                                                                  \
-    "# Shrunk by `lockstep shrink` from %s\n"                                                       \
-    "# (%lld candidates tried, %lld moves accepted, %.1f s%s).\n"                                    \
-    "# Signature: %s\n"                                                                             \
-    "# Before: %lld requests x %lld rollouts, %lld tokens; after: %lld requests x %lld rollouts, "   \
-    "%lld tokens (%lld divergent).\n"                                                               \
-    "# Reproduce: lockstep run %s\n"                                                                \
-    "# Paths are absolute, so this file works from any directory.\n"
-#define HEADER_ARGS                                                                                 \
-    failing, (long long)s->tried, (long long)s->accepted, elapsed, s->timed_out ? ", time limit reached" : "", \
-        sigtext, (long long)before->requests, (long long)before->rollouts, (long long)before->tokens,  \
-        (long long)s->cur_sz.requests, (long long)s->cur_sz.rollouts, (long long)s->cur_sz.tokens,     \
-        (long long)s->cur_divergent, out_path
+/* When the reproducer names one of our temporary prompts files, writes it next to OUT and
+ * points the config at that copy (absolute path). *companion: the path as written, or NULL.
+ * Returns -1 with a message on error. */
+static int keep_prompts(shrinker *s, const char *out_path, char **companion, ls_err *err) {
+    *companion = NULL;
+    const char *tmp = s->cur.workload.prompts_file;
+    if (!is_temp_prompts(s, tmp)) return 0;
+    FILE *f = fopen(tmp, "rb");
+    if (!f) return ls_errf(err, "%s: cannot read back: %s", tmp, strerror(errno));
+    char *text = NULL;
+    size_t cap = 0, len = 0;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            char *nt = realloc(text, cap = 2 * cap + 4096 + 1);
+            if (!nt) break;
+            text = nt;
+        }
+        size_t got = fread(text + len, 1, cap - len - 1, f);
+        len += got;
+        if (got == 0) break;
+    }
+    int bad = ferror(f) || !text || len + 1 > cap;
+    fclose(f);
+    if (bad) {
+        free(text);
+        return ls_errf(err, "%s: cannot read back", tmp);
+    }
+    text[len] = '\0';
+    char *path = companion_path(out_path);
+    ls_run_config c;
+    memset(&c, 0, sizeof c);
+    char *abs = NULL, *yaml = NULL;
+    int rc = -1;
+    if (!path) { ls_errf(err, "out of memory"); goto out; }
+    if (write_atomic(path, text, err)) goto out;
+    abs = realpath(path, NULL);
+    if (!abs) { ls_errf(err, "%s: %s", path, strerror(errno)); goto out; }
+    if (parse_yaml(s->cur_yaml, &c, err)) goto out;
+    free(c.workload.prompts_file);
+    c.workload.prompts_file = abs;
+    abs = NULL;
+    yaml = ls_config_to_yaml(&c);
+    if (!yaml) { ls_errf(err, "out of memory"); goto out; }
+    free(s->cur_yaml);
+    s->cur_yaml = yaml;
+    yaml = NULL;
+    remove(tmp);
+    ls_config_free(&s->cur);
+    if (parse_yaml(s->cur_yaml, &s->cur, err)) goto out;
+    *companion = path;
+    path = NULL;
+    rc = 0;
+out:
+    free(text);
+    free(path);
+    free(abs);
+    free(yaml);
+    ls_config_free(&c);
+    return rc;
+}
 
-static char *render(const shrinker *s, const char *failing, const char *out_path, const sizes *before) {
+#define HEADER_FMT                                                                         \
+    "# Shrunk by `lockstep shrink` from %s\n"                                              \
+    "# (%lld candidates tried, %lld moves accepted, %.1f s%s).\n"                           \
+    "# Signature (--pattern %s): %s\n"                                                     \
+    "# Before: %lld requests x %lld rollouts, %lld tokens; "                               \
+    "after: %lld requests x %lld rollouts, %lld tokens (%lld divergent).\n"                \
+    "# Reproduce: lockstep run %s\n"                                                       \
+    "%s%s%s"                                                                               \
+    "# Paths are absolute, so this file works from any directory.\n"
+#define HEADER_ARGS                                                                        \
+    failing, (long long)s->tried, (long long)s->accepted, elapsed,                         \
+        s->timed_out ? ", time limit reached" : "", s->keep ? "keep" : "exact", sigtext,   \
+        (long long)before->requests, (long long)before->rollouts, (long long)before->tokens, \
+        (long long)s->cur_sz.requests, (long long)s->cur_sz.rollouts,                      \
+        (long long)s->cur_sz.tokens, (long long)s->cur_divergent, out_path,                \
+        companion ? "# Prompts: " : "", companion ? companion : "",                        \
+        companion ? " (written with this file: one prompt per line, token ids)\n" : ""
+
+static char *render(const shrinker *s, const char *failing, const char *out_path, const char *companion,
+                    const sizes *before) {
     char sigtext[1024];
-    describe_sig(&s->want, "\n#   ", sigtext, sizeof sigtext);
+    describe_sig(&s->want, s->keep, "\n#   ", sigtext, sizeof sigtext);
     double elapsed = now() - s->t0;
     int n = snprintf(NULL, 0, HEADER_FMT, HEADER_ARGS);
     if (n < 0) return NULL;
@@ -634,18 +879,42 @@ static char *render(const shrinker *s, const char *failing, const char *out_path
 
 /* ---------------------------------------------------------------- the command */
 
+/* Fails early (before the search) when OUT cannot be written. */
+static int probe_writable(const char *out_path, ls_err *err) {
+    size_t n = strlen(out_path) + 16;
+    char *tmp = malloc(n);
+    if (!tmp) return ls_errf(err, "out of memory");
+    snprintf(tmp, n, "%s.tmp.XXXXXX", out_path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        ls_errf(err, "%s: cannot write there: %s", out_path, strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    close(fd);
+    remove(tmp);
+    free(tmp);
+    return 0;
+}
+
 static int usage(FILE *f) {
     fprintf(f, "usage: lockstep shrink FAILING.yaml [-o OUT.yaml] [--max-seconds S] [--set KEY=VALUE ...]\n"
+               "                       [--pattern exact|keep] [-v]\n"
                "  delta-debugs a failing run config to the smallest one that still fails the same way\n"
                "  (same first divergent component, same provenance pattern; docs/shrink.md) and writes it\n"
                "  to OUT (default: FAILING's basename + .min.yaml in the current directory).\n"
-               "  --max-seconds S   time bound for the search (default 120)\n");
+               "  --max-seconds S   time bound for the search (default 120)\n"
+               "  --set KEY=VALUE   override a key of FAILING first (as for lockstep run)\n"
+               "  --pattern exact   (default) the properties every divergent token has: exactly the original's\n"
+               "  --pattern keep    ... at least the original's (more may hold in a smaller run)\n"
+               "  -v, --verbose     also a line per rejected candidate, with the reason\n");
     return f == stderr ? 2 : 0;
 }
 
 int ls_cmd_shrink(int argc, char **argv) {
     const char *failing = NULL, *out_arg = NULL;
     double max_seconds = 120;
+    int verbose = 0, keep = 0;
     int n_sets = 0;
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     if (!sets) return 2;
@@ -655,7 +924,11 @@ int ls_cmd_shrink(int argc, char **argv) {
             free(sets);
             return usage(stdout);
         }
-        if (!strcmp(a, "-o") || !strcmp(a, "--set") || !strcmp(a, "--max-seconds")) {
+        if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            verbose = 1;
+            continue;
+        }
+        if (!strcmp(a, "-o") || !strcmp(a, "--set") || !strcmp(a, "--max-seconds") || !strcmp(a, "--pattern")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "lockstep shrink: %s needs a value\n", a);
                 free(sets);
@@ -666,6 +939,13 @@ int ls_cmd_shrink(int argc, char **argv) {
                 out_arg = v;
             } else if (!strcmp(a, "--set")) {
                 sets[n_sets++] = v;
+            } else if (!strcmp(a, "--pattern")) {
+                if (strcmp(v, "exact") && strcmp(v, "keep")) {
+                    fprintf(stderr, "lockstep shrink: --pattern '%s': want exact or keep\n", v);
+                    free(sets);
+                    return 2;
+                }
+                keep = !strcmp(v, "keep");
             } else {
                 char *end;
                 errno = 0;
@@ -702,10 +982,17 @@ int ls_cmd_shrink(int argc, char **argv) {
     memset(&s, 0, sizeof s);
     s.t0 = now();
     s.deadline = s.t0 + max_seconds;
+    s.verbose = verbose;
+    s.keep = keep;
     ls_err err = {{0}};
     ls_run_config orig;
     int code = 2;
-    char *text = NULL;
+    char *text = NULL, *companion = NULL;
+    if (probe_writable(out_arg, &err)) {
+        fprintf(stderr, "lockstep shrink: %s\n", err.msg);
+        free(sets);
+        return 2;
+    }
     if (ls_config_load(failing, &orig, &err)) {
         fprintf(stderr, "lockstep shrink: %s\n", err.msg);
         free(sets);
@@ -752,12 +1039,13 @@ int ls_cmd_shrink(int argc, char **argv) {
         goto done;
     }
     s.want = a.g;
+    s.vocab = a.vocab;
     s.resolved = a.resolved;
     s.cur_sz = a.sz;
     s.cur_divergent = a.g.divergent_tokens;
     sizes before = a.sz;
     char sigtext[1024];
-    describe_sig(&s.want, "; ", sigtext, sizeof sigtext);
+    describe_sig(&s.want, s.keep, "; ", sigtext, sizeof sigtext);
     fprintf(stderr, "shrink: %s fails: %lld divergent tokens; %lld requests x %lld rollouts, %lld tokens [%.1f s]\n",
             failing, (long long)a.g.divergent_tokens, (long long)before.requests, (long long)before.rollouts,
             (long long)before.tokens, now() - s.t0);
@@ -772,7 +1060,11 @@ int ls_cmd_shrink(int argc, char **argv) {
     fprintf(stderr, "shrink: %lld candidates tried, %lld accepted [%.1f s]\n", (long long)s.tried,
             (long long)s.accepted, now() - s.t0);
 
-    text = render(&s, failing, out_arg, &before);
+    if (keep_prompts(&s, out_arg, &companion, &err)) {
+        fprintf(stderr, "lockstep shrink: %s\n", err.msg);
+        goto done;
+    }
+    text = render(&s, failing, out_arg, companion, &before);
     if (!text) {
         fprintf(stderr, "lockstep shrink: out of memory\n");
         goto done;
@@ -787,6 +1079,12 @@ int ls_cmd_shrink(int argc, char **argv) {
     fflush(stdout);
     code = 0;
 done:
+    if (s.tmpdir) {
+        if (is_temp_prompts(&s, s.cur.workload.prompts_file)) remove(s.cur.workload.prompts_file);
+        rmdir(s.tmpdir);
+        free(s.tmpdir);
+    }
+    free(companion);
     free(text);
     free(sets);
     seen_free(&s.seen);

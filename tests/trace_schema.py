@@ -157,7 +157,7 @@ def run(cmd):
 def main():
     doc = parse_doc(os.path.join(SRC, "docs", "trace.md"))
     check(set(doc["datasets"]) == {"/requests", "/sequences", "/sequence_tokens", "/tokens",
-                                   "/steps", "/divergences", "/probes"},
+                                   "/steps", "/tenants", "/divergences", "/probes"},
           f"docs/trace.md documents datasets {sorted(doc['datasets'])}")
     check(set(doc["attrs"]) == {"/", "/summary"}, f"attribute tables {sorted(doc['attrs'])}")
 

@@ -1,4 +1,4 @@
-/* Shared by the kernels/cuda/*.cu files: error reporting, device math written exactly as
+/* Shared by the kernels/cuda .cu files: error reporting, device math written exactly as
  * kernels/activations.c, and the instantiation helper. Not part of the public API. */
 #ifndef LS_CUDA_COMMON_CUH
 #define LS_CUDA_COMMON_CUH

@@ -1,6 +1,6 @@
 /* CUDA twins of the CPU kernels in kernels/kernels.h, plus the batch-level pieces a GPU
  * forward pass needs (ragged conv / scan / attention over a whole step, MoE dispatch,
- * KV writes, state copies). C-callable; compiled as CUDA C++ (kernels/cuda/*.cu).
+ * KV writes, state copies). C-callable; compiled as CUDA C++ (the .cu files of kernels/cuda/).
  *
  * Every pointer argument is a DEVICE pointer unless the comment says "host". Every
  * function is asynchronous on `stream` (0 = the legacy default stream) and returns

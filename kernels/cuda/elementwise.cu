@@ -1,0 +1,51 @@
+/* Elementwise ops of the forward pass, written as kernels/activations.c and forward.c
+ * write them: softplus (threshold 20), silu(g) * up, x + y, and a fill (poison / zero). */
+#include "kernels/cuda/common.cuh"
+
+#define LS_EW_BLOCKS(n) ((unsigned)(ls_cuda_cdiv((n), 256) > 65536 ? 65536 : ls_cuda_cdiv((n), 256)))
+#define LS_EW_LOOP(i, n)                                                    \
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); \
+         i += (int64_t)gridDim.x * blockDim.x)
+
+template <typename T> __global__ void ls_softplus_kernel(T *x, int64_t n) {
+    LS_EW_LOOP(i, n) x[i] = ls_softplus(x[i]);
+}
+template <typename T>
+__global__ void ls_silu_mul_kernel(const T *g, const T *up, T *act, int64_t n) {
+    LS_EW_LOOP(i, n) act[i] = ls_silu(g[i]) * up[i];
+}
+template <typename T> __global__ void ls_add_kernel(T *x, const T *y, int64_t n) {
+    LS_EW_LOOP(i, n) x[i] = x[i] + y[i];
+}
+template <typename T> __global__ void ls_fill_kernel(T *p, int64_t n, T v) {
+    LS_EW_LOOP(i, n) p[i] = v;
+}
+
+#define LS_INST(T, S)                                                                        \
+    extern "C" cudaError_t ls_cuda_softplus_##S(T *x, int64_t n, cudaStream_t stream) {       \
+        LS_CUDA_REQUIRE(n >= 0, "softplus: n < 0");                                           \
+        if (n == 0) return cudaSuccess;                                                       \
+        ls_softplus_kernel<T><<<LS_EW_BLOCKS(n), 256, 0, stream>>>(x, n);                     \
+        return ls_cuda_launched("softplus");                                                  \
+    }                                                                                         \
+    extern "C" cudaError_t ls_cuda_silu_mul_##S(const T *g, const T *up, T *act, int64_t n,   \
+                                                cudaStream_t stream) {                        \
+        LS_CUDA_REQUIRE(n >= 0, "silu_mul: n < 0");                                           \
+        if (n == 0) return cudaSuccess;                                                       \
+        ls_silu_mul_kernel<T><<<LS_EW_BLOCKS(n), 256, 0, stream>>>(g, up, act, n);            \
+        return ls_cuda_launched("silu_mul");                                                  \
+    }                                                                                         \
+    extern "C" cudaError_t ls_cuda_add_##S(T *x, const T *y, int64_t n, cudaStream_t stream) { \
+        LS_CUDA_REQUIRE(n >= 0, "add: n < 0");                                                \
+        if (n == 0) return cudaSuccess;                                                       \
+        ls_add_kernel<T><<<LS_EW_BLOCKS(n), 256, 0, stream>>>(x, y, n);                       \
+        return ls_cuda_launched("add");                                                       \
+    }                                                                                         \
+    extern "C" cudaError_t ls_cuda_fill_##S(T *p, int64_t n, T value, cudaStream_t stream) {  \
+        LS_CUDA_REQUIRE(n >= 0, "fill: n < 0");                                               \
+        if (n == 0) return cudaSuccess;                                                       \
+        ls_fill_kernel<T><<<LS_EW_BLOCKS(n), 256, 0, stream>>>(p, n, value);                  \
+        return ls_cuda_launched("fill");                                                      \
+    }
+LS_INST(float, f32)
+LS_INST(double, f64)

@@ -1,0 +1,160 @@
+/* Invariant linear layer. Every output y[m][o] is dot8(w[o][:], x[m][:]) exactly as
+ * kernels/matmul.c computes it: 8 partial sums, partial j taking the products of k = j
+ * (mod 8) in ascending k, then ((a0+a1)+(a2+a3))+((a4+a5)+(a6+a7)). The tiling only
+ * decides which thread does the work and where operands are staged, never the order:
+ * each thread walks k from 0 upwards through the K tiles (TK is a multiple of 8, so the
+ * partial-sum index is kk & 7 inside a tile). The last K tile is padded with +0 operands:
+ * acc + (+0 * +0) == acc bit for bit, because acc starts at +0 and a round-to-nearest sum
+ * is -0 only when both addends are -0, so acc is never -0.
+ *
+ * linear_tiled: 16 rows x 64 outputs per block of 256 threads, each thread 1 row x 4
+ * outputs (o, o+16, o+32, o+48). linear_moe: one (row, slot) pair x 64 outputs per block of
+ * 64 threads, the weight matrix chosen by the pair's expert. Both give the same bits for
+ * the same (x, W) row, whatever the number of rows. */
+#include "kernels/cuda/common.cuh"
+
+#define LS_LIN_TM 16
+#define LS_LIN_TO 64
+#define LS_LIN_TK 32
+
+template <typename T> __device__ __forceinline__ T ls_tree8(const T *a) {
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+template <typename T>
+__global__ void __launch_bounds__(256)
+ls_linear_tiled(const T *__restrict__ x, int64_t ldx, int64_t rows, int64_t in,
+                const T *__restrict__ w, const T *__restrict__ b, int64_t out,
+                T *__restrict__ y, int64_t ldy) {
+    __shared__ T xs[LS_LIN_TM][LS_LIN_TK];
+    __shared__ T ws[LS_LIN_TO][LS_LIN_TK + 1];
+    const int tid = threadIdx.x;
+    const int64_t m0 = (int64_t)blockIdx.y * LS_LIN_TM, o0 = (int64_t)blockIdx.x * LS_LIN_TO;
+    const int r = tid / 16, oc = tid % 16;
+    T acc[4][8];
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 8; j++) acc[i][j] = (T)0;
+    for (int64_t k0 = 0; k0 < in; k0 += LS_LIN_TK) {
+#pragma unroll
+        for (int q = 0; q < (LS_LIN_TM * LS_LIN_TK) / 256; q++) {
+            const int idx = tid + 256 * q, rr = idx / LS_LIN_TK, kk = idx % LS_LIN_TK;
+            const int64_t m = m0 + rr, k = k0 + kk;
+            xs[rr][kk] = (m < rows && k < in) ? x[m * ldx + k] : (T)0;
+        }
+#pragma unroll
+        for (int q = 0; q < (LS_LIN_TO * LS_LIN_TK) / 256; q++) {
+            const int idx = tid + 256 * q, oo = idx / LS_LIN_TK, kk = idx % LS_LIN_TK;
+            const int64_t o = o0 + oo, k = k0 + kk;
+            ws[oo][kk] = (o < out && k < in) ? w[o * in + k] : (T)0;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < LS_LIN_TK; kk++) {
+            const T xv = xs[r][kk];
+#pragma unroll
+            for (int i = 0; i < 4; i++) acc[i][kk & 7] += ws[oc + 16 * i][kk] * xv;
+        }
+        __syncthreads();
+    }
+    const int64_t m = m0 + r;
+    if (m >= rows) return;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int64_t o = o0 + oc + 16 * i;
+        if (o < out) {
+            const T s = ls_tree8(acc[i]);
+            y[m * ldy + o] = b ? s + b[o] : s;
+        }
+    }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(LS_LIN_TO)
+ls_linear_moe_kernel(const T *__restrict__ x, int64_t ldx, int64_t x_div, int64_t in,
+                     const T *const *__restrict__ w_list, int64_t n_experts,
+                     const int64_t *__restrict__ expert, int64_t out, T *__restrict__ y,
+                     int64_t ldy) {
+    __shared__ T xs[LS_LIN_TK];
+    __shared__ T ws[LS_LIN_TO][LS_LIN_TK + 1];
+    const int tid = threadIdx.x;
+    const int64_t p = blockIdx.x, o0 = (int64_t)blockIdx.y * LS_LIN_TO, o = o0 + tid;
+    const int64_t e = expert[p];
+    if (e < 0 || e >= n_experts) {   /* uniform over the block: no barrier is skipped by half */
+        if (o < out) y[p * ldy + o] = ls_nan<T>();
+        return;
+    }
+    const T *w = w_list[e];
+    const T *xr = x + (p / x_div) * ldx;
+    T acc[8];
+#pragma unroll
+    for (int j = 0; j < 8; j++) acc[j] = (T)0;
+    for (int64_t k0 = 0; k0 < in; k0 += LS_LIN_TK) {
+        if (tid < LS_LIN_TK) xs[tid] = k0 + tid < in ? xr[k0 + tid] : (T)0;
+#pragma unroll
+        for (int q = 0; q < LS_LIN_TK; q++) {
+            const int idx = tid + LS_LIN_TO * q, oo = idx / LS_LIN_TK, kk = idx % LS_LIN_TK;
+            const int64_t oi = o0 + oo, k = k0 + kk;
+            ws[oo][kk] = (oi < out && k < in) ? w[oi * in + k] : (T)0;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < LS_LIN_TK; kk++) acc[kk & 7] += ws[tid][kk] * xs[kk];
+        __syncthreads();
+    }
+    if (o < out) y[p * ldy + o] = ls_tree8(acc);
+}
+
+template <typename T>
+static cudaError_t ls_linear(const T *x, int64_t ldx, int64_t rows, int64_t in, const T *w,
+                             const T *b, int64_t out, T *y, int64_t ldy, cudaStream_t stream) {
+    LS_CUDA_REQUIRE(rows >= 0 && in > 0 && out > 0 && ldx >= in && ldy >= out,
+                    "linear: bad sizes rows=%lld in=%lld out=%lld ldx=%lld ldy=%lld",
+                    (long long)rows, (long long)in, (long long)out, (long long)ldx,
+                    (long long)ldy);
+    if (rows == 0) return cudaSuccess;
+    const int64_t gx = ls_cuda_cdiv(out, LS_LIN_TO), gy = ls_cuda_cdiv(rows, LS_LIN_TM);
+    LS_CUDA_REQUIRE(gx <= LS_CUDA_MAX_GRID_X && gy <= LS_CUDA_MAX_GRID_YZ,
+                    "linear: %lld rows x %lld outputs is too large for one launch",
+                    (long long)rows, (long long)out);
+    dim3 grid((unsigned)gx, (unsigned)gy);
+    ls_linear_tiled<T><<<grid, 256, 0, stream>>>(x, ldx, rows, in, w, b, out, y, ldy);
+    return ls_cuda_launched("linear");
+}
+
+template <typename T>
+static cudaError_t ls_linear_moe(const T *x, int64_t ldx, int64_t x_div, int64_t pairs,
+                                 int64_t in, const T *const *w_list, int64_t n_experts,
+                                 const int64_t *expert, int64_t out, T *y, int64_t ldy,
+                                 cudaStream_t stream) {
+    LS_CUDA_REQUIRE(pairs >= 0 && in > 0 && out > 0 && ldx >= in && ldy >= out && x_div >= 1 &&
+                        n_experts >= 1,
+                    "linear_moe: bad sizes pairs=%lld in=%lld out=%lld x_div=%lld",
+                    (long long)pairs, (long long)in, (long long)out, (long long)x_div);
+    if (pairs == 0) return cudaSuccess;
+    const int64_t gy = ls_cuda_cdiv(out, LS_LIN_TO);
+    LS_CUDA_REQUIRE(pairs <= LS_CUDA_MAX_GRID_X && gy <= LS_CUDA_MAX_GRID_YZ,
+                    "linear_moe: %lld pairs x %lld outputs is too large for one launch",
+                    (long long)pairs, (long long)out);
+    dim3 grid((unsigned)pairs, (unsigned)gy);
+    ls_linear_moe_kernel<T><<<grid, LS_LIN_TO, 0, stream>>>(x, ldx, x_div, in, w_list, n_experts,
+                                                            expert, out, y, ldy);
+    return ls_cuda_launched("linear_moe");
+}
+
+#define LS_INST(T, S)                                                                         \
+    extern "C" cudaError_t ls_cuda_linear_##S(const T *x, int64_t ldx, int64_t rows,           \
+                                              int64_t in, const T *w, const T *b, int64_t out, \
+                                              T *y, int64_t ldy, cudaStream_t stream) {        \
+        return ls_linear<T>(x, ldx, rows, in, w, b, out, y, ldy, stream);                      \
+    }                                                                                          \
+    extern "C" cudaError_t ls_cuda_linear_moe_##S(                                             \
+        const T *x, int64_t ldx, int64_t x_div, int64_t pairs, int64_t in,                     \
+        const T *const *w_list, int64_t n_experts, const int64_t *expert, int64_t out, T *y,   \
+        int64_t ldy, cudaStream_t stream) {                                                    \
+        return ls_linear_moe<T>(x, ldx, x_div, pairs, in, w_list, n_experts, expert, out, y,  \
+                                ldy, stream);                                                  \
+    }
+LS_INST(float, f32)
+LS_INST(double, f64)

@@ -1,0 +1,88 @@
+/* log_softmax per row (one block per row) in kernels/logsoftmax.c's order: mx = max (exact
+ * in any order), s = sum exp(x_i - mx) in index order (the block computes a chunk of 256
+ * exps in parallel, thread 0 adds them in order), lse = mx + log(s), out = x - lse.
+ * And the gather of each row's token logprob. */
+#include <math.h>
+
+#include "kernels/cuda/common.cuh"
+
+#define LS_LSM_THREADS 256
+
+template <typename T>
+__global__ void __launch_bounds__(LS_LSM_THREADS)
+ls_logsoftmax_kernel(const T *x, int64_t ldx, int64_t n, T *out, int64_t ldo) {
+    __shared__ T buf[LS_LSM_THREADS];
+    __shared__ T lse_s;
+    const int tid = threadIdx.x;
+    const int64_t r = blockIdx.x;
+    const T *xr = x + r * ldx;
+    T *orow = out + r * ldo;
+    T mx = -INFINITY;
+    for (int64_t i = tid; i < n; i += LS_LSM_THREADS) if (xr[i] > mx) mx = xr[i];
+    buf[tid] = mx;
+    __syncthreads();
+    for (int st = LS_LSM_THREADS / 2; st > 0; st >>= 1) {
+        if (tid < st && buf[tid + st] > buf[tid]) buf[tid] = buf[tid + st];
+        __syncthreads();
+    }
+    mx = buf[0];
+    __syncthreads();   /* everyone has read buf[0] before it is reused */
+    T s = 0;           /* meaningful in thread 0 only */
+    for (int64_t base = 0; base < n; base += LS_LSM_THREADS) {
+        const int64_t i = base + tid;
+        if (i < n) buf[tid] = ls_exp(xr[i] - mx);
+        __syncthreads();
+        if (tid == 0) {
+            const int64_t m = n - base < LS_LSM_THREADS ? n - base : LS_LSM_THREADS;
+            for (int64_t j = 0; j < m; j++) s += buf[j];
+        }
+        __syncthreads();
+    }
+    if (tid == 0) lse_s = mx + ls_log(s);
+    __syncthreads();
+    const T lse = lse_s;
+    for (int64_t i = tid; i < n; i += LS_LSM_THREADS) orow[i] = xr[i] - lse;
+}
+
+template <typename T>
+__global__ void ls_gather_kernel(const T *__restrict__ logp, int64_t ld, int64_t rows, int64_t n,
+                                 const int32_t *__restrict__ tokens, T *__restrict__ out) {
+    const int64_t r = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (r >= rows) return;
+    const int32_t t = tokens[r];
+    out[r] = (t >= 0 && (int64_t)t < n) ? logp[r * ld + t] : ls_nan<T>();
+}
+
+template <typename T>
+static cudaError_t ls_logsoftmax(const T *x, int64_t ldx, int64_t rows, int64_t n, T *out,
+                                 int64_t ldo, cudaStream_t stream) {
+    LS_CUDA_REQUIRE(rows >= 0 && rows <= LS_CUDA_MAX_GRID_X && n > 0 && ldx >= n && ldo >= n,
+                    "logsoftmax: bad sizes rows=%lld n=%lld", (long long)rows, (long long)n);
+    if (rows == 0) return cudaSuccess;
+    ls_logsoftmax_kernel<T><<<(unsigned)rows, LS_LSM_THREADS, 0, stream>>>(x, ldx, n, out, ldo);
+    return ls_cuda_launched("logsoftmax");
+}
+
+template <typename T>
+static cudaError_t ls_gather(const T *logp, int64_t ld, int64_t rows, int64_t n,
+                             const int32_t *tokens, T *out, cudaStream_t stream) {
+    LS_CUDA_REQUIRE(rows >= 0 && n > 0 && ld >= n, "gather_logprob: bad sizes");
+    if (rows == 0) return cudaSuccess;
+    ls_gather_kernel<T><<<(unsigned)ls_cuda_cdiv(rows, 128), 128, 0, stream>>>(logp, ld, rows, n,
+                                                                               tokens, out);
+    return ls_cuda_launched("gather_logprob");
+}
+
+#define LS_INST(T, S)                                                                           \
+    extern "C" cudaError_t ls_cuda_logsoftmax_##S(const T *x, int64_t ldx, int64_t rows,         \
+                                                  int64_t n, T *out, int64_t ldo,                \
+                                                  cudaStream_t stream) {                         \
+        return ls_logsoftmax<T>(x, ldx, rows, n, out, ldo, stream);                              \
+    }                                                                                            \
+    extern "C" cudaError_t ls_cuda_gather_logprob_##S(const T *logp, int64_t ld, int64_t rows,   \
+                                                      int64_t n, const int32_t *tokens, T *out,  \
+                                                      cudaStream_t stream) {                     \
+        return ls_gather<T>(logp, ld, rows, n, tokens, out, stream);                             \
+    }
+LS_INST(float, f32)
+LS_INST(double, f64)
