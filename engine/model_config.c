@@ -1,5 +1,7 @@
 #include "engine/model_config.h"
 
+#include "engine/read_file.h"
+
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -129,25 +131,14 @@ int ls_model_config_parse(const char *text, size_t len, const char *what, ls_mod
 int ls_model_config_load(const char *dir, ls_model_config *cfg, ls_err *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    FILE *f = fopen(path, "rb");
-    if (!f) return ls_errf(err, "%s: cannot open (is '%s' a Hugging Face model directory?)", path, dir);
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len + 4096 > cap) {
-            cap = cap ? cap * 2 : 8192;
-            if (cap > ((size_t)16 << 20)) { free(buf); fclose(f); return ls_errf(err, "%s: too large for a config", path); }
-            char *nb = realloc(buf, cap);
-            if (!nb) { free(buf); fclose(f); return ls_errf(err, "%s: out of memory", path); }
-            buf = nb;
-        }
-        size_t n = fread(buf + len, 1, cap - len, f);
-        len += n;
-        if (n == 0) break;
+    char *buf;
+    size_t len;
+    if (ls_read_file(path, (size_t)16 << 20, &buf, &len, err)) {
+        if (!err) return -1;
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        return ls_errf(err, "%s (is '%s' a Hugging Face model directory?)", why, dir);
     }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) { free(buf); return ls_errf(err, "%s: read error", path); }
     int rc = ls_model_config_parse(buf, len, path, cfg, err);
     free(buf);
     return rc;

@@ -17,6 +17,7 @@
  * most of its groups is the lever. The results go into the sweep file's /analysis group
  * (the file is rewritten atomically) and to `out`. */
 #include "harness/analyse.h"
+#include "harness/h5util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -101,58 +102,15 @@ static double ratio(int64_t a, int64_t b) { return b > 0 ? (double)a / (double)b
 
 /* ---- HDF5 reading ------------------------------------------------------------------- */
 
-static herr_t first_error_cb(unsigned n, const H5E_error2_t *e, void *data) {
-    (void)n;
-    char *buf = data;
-    if (!buf[0] && e->desc && e->desc[0]) snprintf(buf, 256, "%s", e->desc);
-    return 0;
-}
-
-static const char *h5_reason(char buf[256]) {
-    buf[0] = 0;
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, first_error_cb, buf);
-    return buf;
-}
-
-/* A scalar string attribute (variable-length or fixed), malloc'd; NULL if absent. */
+/* A scalar string attribute, malloc'd; NULL if absent or unreadable. */
 static char *attr_str(hid_t loc, const char *name) {
-    if (H5Aexists(loc, name) <= 0) return NULL;
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT), ft = -1, mt = -1;
-    char *out = NULL;
-    if (a < 0) goto done;
-    if ((ft = H5Aget_type(a)) < 0 || H5Tget_class(ft) != H5T_STRING) goto done;
-    htri_t var = H5Tis_variable_str(ft);
-    if (var < 0 || (mt = H5Tcopy(ft)) < 0) goto done;
-    if (var) {
-        char *v = NULL;
-        if (H5Aread(a, mt, &v) < 0) goto done;
-        out = strdup(v ? v : "");
-        H5free_memory(v);
-    } else {
-        size_t n = H5Tget_size(ft);
-        char *v = calloc(n + 1, 1);
-        if (!v) goto done;
-        if (H5Aread(a, mt, v) < 0) {
-            free(v);
-            goto done;
-        }
-        out = v;
-    }
-done:
-    if (mt >= 0) H5Tclose(mt);
-    if (ft >= 0) H5Tclose(ft);
-    if (a >= 0) H5Aclose(a);
-    return out;
+    char *v = NULL;
+    return H5Aexists(loc, name) > 0 && ls_h5_attr_str(loc, name, &v) == 0 ? v : NULL;
 }
 
 /* A scalar numeric attribute as int64; returns 0 and leaves *v if absent. */
 static int attr_i64(hid_t loc, const char *name, int64_t *v) {
-    if (H5Aexists(loc, name) <= 0) return 0;
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    if (a < 0) return 0;
-    int ok = H5Aread(a, H5T_NATIVE_INT64, v) >= 0;
-    H5Aclose(a);
-    return ok;
+    return H5Aexists(loc, name) > 0 && ls_h5_attr_i64(loc, name, v) == 0;
 }
 
 static int64_t dataset_rows(hid_t loc, const char *name) {
@@ -222,7 +180,7 @@ done:
     if (mt >= 0) H5Tclose(mt);
     if (rc) {
         char buf[256];
-        const char *why = h5_reason(buf);
+        const char *why = ls_h5_reason(buf);
         trace_data_free(d);
         return ls_errf(err, "%s: cannot read /tokens%s%s", where, why[0] ? ": " : "", why);
     }
@@ -1696,7 +1654,7 @@ static int write_analysis(const char *path, const sweep *s, const char *verdict,
 out:
     if (rc) {
         char buf[256];
-        const char *why = h5_reason(buf);
+        const char *why = ls_h5_reason(buf);
         ls_errf(err, "cannot write the analysis into '%s': %s%s%s", path, what,
                 why[0] ? ": " : "", why);
     }

@@ -10,6 +10,8 @@
  * with a one-value tree. */
 #include "harness/config.h"
 
+#include "engine/read_file.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -933,36 +935,10 @@ out:
 
 int ls_config_load(const char *path, ls_run_config *out, ls_err *err) {
     memset(out, 0, sizeof *out);
-    FILE *f = fopen(path, "rb");
-    if (!f) return ls_errf(err, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    if (!buf) {
-        fclose(f);
-        return ls_errf(err, "%s: out of memory", path);
-    }
-    for (;;) {
-        if (n == cap) {
-            if (cap > LS_CONFIG_MAX_BYTES) break;
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return ls_errf(err, "%s: out of memory", path);
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return ls_errf(err, "%s: read error", path);
-    }
+    char *buf;
+    size_t n;
+    /* one byte over the limit is enough for ls_config_parse to say why it refuses */
+    if (ls_read_file(path, LS_CONFIG_MAX_BYTES + 1, &buf, &n, err)) return -1;
     int rc = ls_config_parse(buf, n, path, out, err);
     free(buf);
     return rc;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "harness/h5util.h"
 #include "harness/trace.h"
 
 #define MAX_SHOWN 10
@@ -24,39 +25,12 @@ static int bad(reader *r, const char *what) {
 
 /* Reads a scalar string attribute (variable-length or fixed) into a malloc'd string. */
 static char *read_str(reader *r, hid_t loc, const char *name) {
+    char *out = NULL;
+    if (H5Aexists(loc, name) > 0 && ls_h5_attr_str(loc, name, &out) == 0) return out;
     char what[128];
     snprintf(what, sizeof what, "attribute '%s' missing or unreadable", name);
-    hid_t a = -1, ft = -1, mt = -1;
-    char *out = NULL;
-    htri_t ex = H5Aexists(loc, name);
-    if (ex <= 0) goto done;
-    if ((a = H5Aopen(loc, name, H5P_DEFAULT)) < 0) goto done;
-    if ((ft = H5Aget_type(a)) < 0 || H5Tget_class(ft) != H5T_STRING) goto done;
-    htri_t var = H5Tis_variable_str(ft);
-    if (var < 0) goto done;
-    if (var) {
-        if ((mt = H5Tcopy(ft)) < 0) goto done;  /* same cset: HDF5 will not convert csets */
-        char *v = NULL;
-        if (H5Aread(a, mt, &v) < 0) goto done;
-        out = strdup(v ? v : "");
-        H5free_memory(v);
-    } else {
-        size_t n = H5Tget_size(ft);
-        if (!n || (mt = H5Tcopy(ft)) < 0) goto done;
-        char *v = calloc(n + 1, 1);
-        if (!v) goto done;
-        if (H5Aread(a, mt, v) < 0) {
-            free(v);
-            goto done;
-        }
-        out = v;
-    }
-done:
-    if (mt >= 0) H5Tclose(mt);
-    if (ft >= 0) H5Tclose(ft);
-    if (a >= 0) H5Aclose(a);
-    if (!out) bad(r, what);
-    return out;
+    bad(r, what);
+    return NULL;
 }
 
 static int read_num(reader *r, hid_t loc, const char *name, hid_t mem_type, void *v) {

@@ -99,7 +99,7 @@ static int attr_equal(hid_t oa, hid_t ob, const char *name, char *why, size_t ca
     }
     if (H5Tis_variable_str(ta) > 0) {
         char *va = NULL, *vb = NULL;
-        if (na != 1 || ls_sweep_attr_str(oa, name, &va) || ls_sweep_attr_str(ob, name, &vb)) {
+        if (na != 1 || ls_h5_attr_str(oa, name, &va) || ls_h5_attr_str(ob, name, &vb)) {
             free(va);
             free(vb);
             goto out;
@@ -250,7 +250,7 @@ static int write_merged(hid_t file, void *data, ls_err *err) {
         snprintf(src, sizeof src, "points/%s", name);
         if (H5Ocopy(m->inputs[m->owner[i]], src, points, name, H5P_DEFAULT, H5P_DEFAULT) < 0) {
             char buf[256];
-            rc = ls_errf(err, "copying /points/%s: %s", name, ls_sweep_h5_reason(buf));
+            rc = ls_errf(err, "copying /points/%s: %s", name, ls_h5_reason(buf));
         }
     }
     H5Gclose(points);
@@ -271,7 +271,7 @@ int ls_cmd_merge(int argc, char **argv) {
     const char *out = argv[0];
     int n_in = argc - 1;
     char **in = argv + 1;
-    ls_sweep_h5_state h5 = ls_sweep_h5_quiet();
+    ls_h5_state h5 = ls_h5_quiet();
     ls_err err = {{0}};
     int code = 2;
     hid_t *files = malloc((size_t)n_in * sizeof *files);
@@ -287,7 +287,7 @@ int ls_cmd_merge(int argc, char **argv) {
         files[i] = H5Fopen(in[i], H5F_ACC_RDONLY, H5P_DEFAULT);
         if (files[i] < 0) {
             char buf[256];
-            const char *why = ls_sweep_h5_reason(buf);
+            const char *why = ls_h5_reason(buf);
             ls_errf(&err, "%s: cannot open%s%s", in[i], why[0] ? ": " : "", why);
             goto fail;
         }
@@ -332,7 +332,7 @@ int ls_cmd_merge(int argc, char **argv) {
                 if (eq < 0) {
                     char buf[256];
                     ls_errf(&err, "comparing /%s in %s and %s: %s", name, in[owner[p]], in[i],
-                            ls_sweep_h5_reason(buf));
+                            ls_h5_reason(buf));
                 } else {
                     ls_errf(&err, "point p%05" PRId64 " differs between %s and %s (/%s); refusing to merge",
                             p, in[owner[p]], in[i], why);
@@ -375,6 +375,6 @@ done:
     free(hs);
     free(files);
     free(owner);
-    ls_sweep_h5_restore(h5);
+    ls_h5_restore(h5);
     return code;
 }

@@ -32,7 +32,9 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "engine/read_file.h"
 #include "harness/analyse.h"
+#include "harness/h5util.h"
 #include "harness/commands.h"
 #include "harness/pipeline.h"
 #include "ls_build.h"
@@ -83,8 +85,6 @@ static char *sb_take(sbuf *b) {
     return s;
 }
 
-static char *xstrdup(const char *s) { return strdup(s ? s : ""); }
-
 static char *path_join(const char *dir, const char *rel) {
     if (rel[0] == '/' || !dir || !dir[0]) return strdup(rel);
     size_t n = strlen(dir) + strlen(rel) + 2;
@@ -93,158 +93,13 @@ static char *path_join(const char *dir, const char *rel) {
     return p;
 }
 
-/* Reads a whole file of at most `max` bytes. */
-static int read_file(const char *path, size_t max, char **out, size_t *len, ls_err *err) {
-    *out = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return ls_errf(err, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap + 1);
-    if (!buf) {
-        fclose(f);
-        return ls_errf(err, "%s: out of memory", path);
-    }
-    for (;;) {
-        if (n == cap) {
-            if (cap > max) break;
-            char *nb = realloc(buf, cap * 2 + 1);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return ls_errf(err, "%s: out of memory", path);
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad || n > max) {
-        free(buf);
-        return bad ? ls_errf(err, "%s: read error", path)
-                   : ls_errf(err, "%s: larger than %zu bytes", path, max);
-    }
-    buf[n] = 0;
-    *out = buf;
-    *len = n;
-    return 0;
-}
-
 /* ---- HDF5 helpers ------------------------------------------------------------------- */
-
-ls_sweep_h5_state ls_sweep_h5_quiet(void) {
-    ls_sweep_h5_state s = {NULL, NULL};
-    H5Eget_auto2(H5E_DEFAULT, &s.func, &s.data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    return s;
-}
-
-void ls_sweep_h5_restore(ls_sweep_h5_state s) {
-    H5Eclear2(H5E_DEFAULT);
-    H5Eset_auto2(H5E_DEFAULT, s.func, s.data);
-}
-
-static herr_t first_error_cb(unsigned n, const H5E_error2_t *e, void *data) {
-    (void)n;
-    char *buf = data;
-    if (!buf[0] && e->desc && e->desc[0]) snprintf(buf, 256, "%s", e->desc);
-    return 0;
-}
-
-const char *ls_sweep_h5_reason(char buf[256]) {
-    buf[0] = 0;
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, first_error_cb, buf);
-    H5Eclear2(H5E_DEFAULT);
-    return buf;
-}
 
 /* "PATH: WHAT: <HDF5's reason>" */
 static int h5_fail(ls_err *err, const char *path, const char *what) {
     char buf[256];
-    const char *why = ls_sweep_h5_reason(buf);
+    const char *why = ls_h5_reason(buf);
     return ls_errf(err, "%s: %s%s%s", path, what, why[0] ? ": " : "", why);
-}
-
-int ls_sweep_write_str(hid_t loc, const char *name, const char *value) {
-    hid_t t = H5Tcopy(H5T_C_S1), space = -1, a = -1;
-    int rc = -1;
-    if (t < 0 || H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) goto out;
-    if ((space = H5Screate(H5S_SCALAR)) < 0) goto out;
-    if ((a = H5Acreate2(loc, name, t, space, H5P_DEFAULT, H5P_DEFAULT)) < 0) goto out;
-    const char *v = value ? value : "";
-    if (H5Awrite(a, t, &v) < 0) goto out;
-    rc = 0;
-out:
-    if (a >= 0 && H5Aclose(a) < 0) rc = -1;
-    if (space >= 0) H5Sclose(space);
-    if (t >= 0) H5Tclose(t);
-    return rc;
-}
-
-int ls_sweep_write_i64(hid_t loc, const char *name, int64_t value) {
-    hid_t space = H5Screate(H5S_SCALAR), a = -1;
-    int rc = -1;
-    if (space < 0) goto out;
-    if ((a = H5Acreate2(loc, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT)) < 0) goto out;
-    if (H5Awrite(a, H5T_NATIVE_INT64, &value) < 0) goto out;
-    rc = 0;
-out:
-    if (a >= 0 && H5Aclose(a) < 0) rc = -1;
-    if (space >= 0) H5Sclose(space);
-    return rc;
-}
-
-int ls_sweep_attr_str(hid_t loc, const char *name, char **out) {
-    *out = NULL;
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT), ft = -1, mt = -1, space = -1;
-    int rc = -1;
-    if (a < 0) return -1;
-    if ((ft = H5Aget_type(a)) < 0 || H5Tget_class(ft) != H5T_STRING) goto out;
-    if ((space = H5Aget_space(a)) < 0 || H5Sget_simple_extent_npoints(space) != 1) goto out;
-    htri_t var = H5Tis_variable_str(ft);
-    if (var < 0) goto out;
-    if (var) {
-        if ((mt = H5Tcopy(H5T_C_S1)) < 0 || H5Tset_size(mt, H5T_VARIABLE) < 0 ||
-            H5Tset_cset(mt, H5Tget_cset(ft)) < 0)
-            goto out;
-        char *v = NULL;
-        if (H5Aread(a, mt, &v) < 0) goto out;
-        *out = xstrdup(v);
-        if (v) H5free_memory(v);
-    } else {
-        size_t size = H5Tget_size(ft);
-        if (!size) goto out;
-        char *buf = calloc(size + 1, 1);
-        if (!buf) goto out;
-        if (H5Aread(a, ft, buf) < 0) {
-            free(buf);
-            goto out;
-        }
-        *out = buf;
-    }
-    rc = *out ? 0 : -1;
-out:
-    if (mt >= 0) H5Tclose(mt);
-    if (ft >= 0) H5Tclose(ft);
-    if (space >= 0) H5Sclose(space);
-    H5Aclose(a);
-    return rc;
-}
-
-int ls_sweep_attr_i64(hid_t loc, const char *name, int64_t *out) {
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT), ft = -1;
-    int rc = -1;
-    if (a < 0) return -1;
-    if ((ft = H5Aget_type(a)) >= 0 && H5Tget_class(ft) == H5T_INTEGER &&
-        H5Aread(a, H5T_NATIVE_INT64, out) >= 0)
-        rc = 0;
-    if (ft >= 0) H5Tclose(ft);
-    H5Aclose(a);
-    return rc;
 }
 
 int64_t ls_sweep_point_index(const char *name, int64_t n_points) {
@@ -272,24 +127,24 @@ int ls_sweep_read_header(hid_t file, const char *path, ls_sweep_header *h, ls_er
     memset(h, 0, sizeof *h);
     char *format = NULL;
     int64_t version = 0;
-    if (ls_sweep_attr_str(file, "format", &format) || strcmp(format, LS_SWEEP_FORMAT)) {
+    if (ls_h5_attr_str(file, "format", &format) || strcmp(format, LS_SWEEP_FORMAT)) {
         free(format);
         H5Eclear2(H5E_DEFAULT);
         return ls_errf(err, "%s: not a lockstep sweep results file (no format \"%s\")", path,
                        LS_SWEEP_FORMAT);
     }
     free(format);
-    if (ls_sweep_attr_i64(file, "format_version", &version) || version != LS_SWEEP_FORMAT_VERSION)
+    if (ls_h5_attr_i64(file, "format_version", &version) || version != LS_SWEEP_FORMAT_VERSION)
         return ls_errf(err, "%s: unsupported sweep format_version (this build reads %d)", path,
                        LS_SWEEP_FORMAT_VERSION);
     static const char *const names[] = {"tool_version", "spec_path", "spec_text", "axes", "shard"};
     char **slots[] = {&h->tool_version, &h->spec_path, &h->spec_text, &h->axes, &h->shard};
     for (int i = 0; i < 5; i++)
-        if (ls_sweep_attr_str(file, names[i], slots[i])) {
+        if (ls_h5_attr_str(file, names[i], slots[i])) {
             ls_sweep_header_free(h);
             return h5_fail(err, path, "reading the root attributes");
         }
-    if (ls_sweep_attr_i64(file, "n_points", &h->n_points) || h->n_points < 1 ||
+    if (ls_h5_attr_i64(file, "n_points", &h->n_points) || h->n_points < 1 ||
         h->n_points > LS_SWEEP_MAX_POINTS) {
         ls_sweep_header_free(h);
         return ls_errf(err, "%s: bad or missing n_points attribute", path);
@@ -303,14 +158,14 @@ int ls_sweep_read_header(hid_t file, const char *path, ls_sweep_header *h, ls_er
 }
 
 int ls_sweep_write_header(hid_t file, const ls_sweep_header *h, ls_err *err) {
-    if (ls_sweep_write_str(file, "format", LS_SWEEP_FORMAT) ||
-        ls_sweep_write_i64(file, "format_version", LS_SWEEP_FORMAT_VERSION) ||
-        ls_sweep_write_str(file, "tool_version", LS_VERSION) ||
-        ls_sweep_write_str(file, "spec_path", h->spec_path) ||
-        ls_sweep_write_str(file, "spec_text", h->spec_text) ||
-        ls_sweep_write_str(file, "axes", h->axes) ||
-        ls_sweep_write_i64(file, "n_points", h->n_points) ||
-        ls_sweep_write_str(file, "shard", h->shard))
+    if (ls_h5_write_str(file, "format", LS_SWEEP_FORMAT) ||
+        ls_h5_write_i64(file, "format_version", LS_SWEEP_FORMAT_VERSION) ||
+        ls_h5_write_str(file, "tool_version", LS_VERSION) ||
+        ls_h5_write_str(file, "spec_path", h->spec_path) ||
+        ls_h5_write_str(file, "spec_text", h->spec_text) ||
+        ls_h5_write_str(file, "axes", h->axes) ||
+        ls_h5_write_i64(file, "n_points", h->n_points) ||
+        ls_h5_write_str(file, "shard", h->shard))
         return h5_fail(err, "results file", "writing the root attributes");
     hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE), g = -1;
     if (gcpl >= 0 && H5Pset_obj_track_times(gcpl, 0) >= 0)
@@ -338,7 +193,7 @@ static herr_t tally_cb(hid_t g, const char *name, const H5L_info_t *info, void *
         return 1;
     }
     hid_t p = H5Gopen2(g, name, H5P_DEFAULT);
-    if (p < 0 || ls_sweep_attr_str(p, "verdict", &verdict)) {
+    if (p < 0 || ls_h5_attr_str(p, "verdict", &verdict)) {
         if (p >= 0) H5Gclose(p);
         snprintf(t->name, sizeof t->name, "%s", name);
         t->bad = 2;
@@ -795,7 +650,7 @@ static int parse_points(spec *s, yaml_node_t *pts, ls_err *err) {
 static int spec_load(const char *path, spec *s, ls_err *err) {
     memset(s, 0, sizeof *s);
     s->path = path;
-    if (read_file(path, LS_CONFIG_MAX_BYTES, &s->text, &s->len, err)) return -1;
+    if (ls_read_file(path, LS_CONFIG_MAX_BYTES, &s->text, &s->len, err)) return -1;
     char *d = NULL, *b = NULL;
     if (split_path(path, &d, &b)) return ls_errf(err, "out of memory");
     free(b);
@@ -861,7 +716,7 @@ static int spec_load(const char *path, spec *s, ls_err *err) {
         return -1;
     }
     free(joined);
-    if (read_file(s->base, LS_CONFIG_MAX_BYTES, &s->base_text, &s->base_len, err))
+    if (ls_read_file(s->base, LS_CONFIG_MAX_BYTES, &s->base_text, &s->base_len, err))
         return ls_err_prefix(err, "%s: base: ", path);
     if (vals[4] && !is_null(vals[4])) {
         const char *o = plain_scalar(vals[4]);
@@ -1014,13 +869,13 @@ static hid_t open_part(const char *part, trace_attrs *t, ls_err *err) {
         return -1;
     }
     char *format = NULL;
-    int bad = ls_sweep_attr_str(f, "format", &format) || strcmp(format, "lockstep-trace") ||
-              ls_sweep_attr_str(f, "config_text", &t->config_text) ||
-              ls_sweep_attr_str(f, "model_hash", &t->model_hash) ||
-              ls_sweep_attr_str(f, "precision", &t->precision) ||
-              ls_sweep_attr_str(f, "mode", &t->mode) || ls_sweep_attr_str(f, "backend", &t->backend) ||
-              ls_sweep_attr_str(f, "verdict", &t->verdict) ||
-              ls_sweep_attr_i64(f, "exit_code", &t->exit_code);
+    int bad = ls_h5_attr_str(f, "format", &format) || strcmp(format, "lockstep-trace") ||
+              ls_h5_attr_str(f, "config_text", &t->config_text) ||
+              ls_h5_attr_str(f, "model_hash", &t->model_hash) ||
+              ls_h5_attr_str(f, "precision", &t->precision) ||
+              ls_h5_attr_str(f, "mode", &t->mode) || ls_h5_attr_str(f, "backend", &t->backend) ||
+              ls_h5_attr_str(f, "verdict", &t->verdict) ||
+              ls_h5_attr_i64(f, "exit_code", &t->exit_code);
     free(format);
     if (bad) {
         H5Eclear2(H5E_DEFAULT);
@@ -1094,16 +949,16 @@ static int add_point(hid_t file, const spec *s, result *r, ls_err *err) {
     if (ok) drop_trace_path(t.config_text);
     const char *verdict = ok ? t.verdict : "error";
     r->verdict = !ok ? 2 : !strcmp(t.verdict, "ok") ? 0 : !strcmp(t.verdict, "divergence") ? 1 : 2;
-    if (ls_sweep_write_i64(g, "index", r->idx) || ls_sweep_write_str(g, "assignments", assignments) ||
-        ls_sweep_write_str(g, "status", ok ? "ok" : "error") ||
-        ls_sweep_write_str(g, "error", ok ? "" : r->message ? r->message : "unknown error") ||
-        ls_sweep_write_str(g, "verdict", verdict) ||
-        ls_sweep_write_i64(g, "exit_code", ok ? t.exit_code : 2) ||
-        ls_sweep_write_str(g, "config_text", ok ? t.config_text : config_text) ||
-        ls_sweep_write_str(g, "model_hash", ok ? t.model_hash : "") ||
-        ls_sweep_write_str(g, "precision", ok ? t.precision : precision) ||
-        ls_sweep_write_str(g, "mode", ok ? t.mode : mode) ||
-        ls_sweep_write_str(g, "backend", ok ? t.backend : backend)) {
+    if (ls_h5_write_i64(g, "index", r->idx) || ls_h5_write_str(g, "assignments", assignments) ||
+        ls_h5_write_str(g, "status", ok ? "ok" : "error") ||
+        ls_h5_write_str(g, "error", ok ? "" : r->message ? r->message : "unknown error") ||
+        ls_h5_write_str(g, "verdict", verdict) ||
+        ls_h5_write_i64(g, "exit_code", ok ? t.exit_code : 2) ||
+        ls_h5_write_str(g, "config_text", ok ? t.config_text : config_text) ||
+        ls_h5_write_str(g, "model_hash", ok ? t.model_hash : "") ||
+        ls_h5_write_str(g, "precision", ok ? t.precision : precision) ||
+        ls_h5_write_str(g, "mode", ok ? t.mode : mode) ||
+        ls_h5_write_str(g, "backend", ok ? t.backend : backend)) {
         h5_fail(err, "results file", "writing the point's attributes");
         goto out;
     }
@@ -1270,7 +1125,7 @@ static void classify(const char *parts, const worker *w, int status, result *r) 
         char *text = NULL;
         size_t len = 0;
         ls_err e = {{0}};
-        if (read_file(r->errfile, 1 << 16, &text, &len, &e) == 0) {
+        if (ls_read_file(r->errfile, 1 << 16, &text, &len, &e) == 0) {
             while (len && (text[len - 1] == '\n' || text[len - 1] == '\r')) text[--len] = 0;
             r->message = text;
             return;
@@ -1393,7 +1248,7 @@ static int scan_parts(const char *parts, const spec *s, shard sh, const unsigned
         }
         size_t len = 0;
         ls_err fe = {{0}};
-        if ((have[i] & 2) && read_file(x->errfile, 1 << 16, &x->message, &len, &fe) == 0) {
+        if ((have[i] & 2) && ls_read_file(x->errfile, 1 << 16, &x->message, &len, &fe) == 0) {
             while (len && (x->message[len - 1] == '\n' || x->message[len - 1] == '\r'))
                 x->message[--len] = 0;
             k++;
@@ -1609,7 +1464,7 @@ int ls_cmd_sweep(int argc, char **argv) {
     }
     if (!spec_path) return usage();
 
-    ls_sweep_h5_state h5 = ls_sweep_h5_quiet();
+    ls_h5_state h5 = ls_h5_quiet();
     sweep_run w;
     memset(&w, 0, sizeof w);
     ls_err err = {{0}};
@@ -1755,7 +1610,7 @@ fail:
     code = 2;
 done:
     sweep_run_free(&w);
-    ls_sweep_h5_restore(h5);
+    ls_h5_restore(h5);
     fflush(stdout);
     return code;
 }

@@ -13,6 +13,8 @@
 #include <hdf5.h>
 #include <stdint.h>
 
+#include "harness/h5util.h"
+
 #include "engine/err.h"
 
 #define LS_SWEEP_FORMAT "lockstep-sweep"
@@ -41,7 +43,7 @@ int ls_sweep_write_header(hid_t file, const ls_sweep_header *h, ls_err *err);
  * directory, starting from a byte copy of `copy_from` (opened read-write) or, when
  * copy_from is NULL, from an empty file; fn edits it; then close, fsync, rename over
  * `path`, fsync the directory. On any failure the temporary file is removed and `path`
- * is untouched. HDF5's automatic error printing should be off (ls_sweep_h5_quiet). */
+ * is untouched. HDF5's automatic error printing should be off (ls_h5_quiet). */
 typedef int (*ls_sweep_edit_fn)(hid_t file, void *ctx, ls_err *err);
 int ls_sweep_replace(const char *path, const char *copy_from, ls_sweep_edit_fn fn, void *ctx,
                      ls_err *err);
@@ -53,22 +55,6 @@ int64_t ls_sweep_point_index(const char *name, int64_t n_points);
  * [2] error; present (n_points bytes, may be NULL) gets 1 for each point found. */
 int ls_sweep_tally(hid_t file, const char *path, int64_t n_points, int64_t counts[3],
                    unsigned char *present, ls_err *err);
-
-/* Scalar attributes: variable- or fixed-length strings (malloc'd) and int64. */
-int ls_sweep_attr_str(hid_t loc, const char *name, char **out);
-int ls_sweep_attr_i64(hid_t loc, const char *name, int64_t *out);
-int ls_sweep_write_str(hid_t loc, const char *name, const char *value);
-int ls_sweep_write_i64(hid_t loc, const char *name, int64_t value);
-
-/* Switches HDF5's automatic error printing off (restore with the returned state) and
- * gives the innermost message of HDF5's error stack ("" if none). */
-typedef struct ls_sweep_h5_state {
-    H5E_auto2_t func;
-    void *data;
-} ls_sweep_h5_state;
-ls_sweep_h5_state ls_sweep_h5_quiet(void);
-void ls_sweep_h5_restore(ls_sweep_h5_state s);
-const char *ls_sweep_h5_reason(char buf[256]);
 
 /* After a complete sweep or merge: ls_analyse_sweep_file (harness/analyse.h) on the
  * file, findings on stdout. Returns 0 or -1 with a message. */

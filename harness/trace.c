@@ -6,6 +6,7 @@
  * temporary name in the destination directory, closed, fsynced and renamed into place;
  * on any failure the temporary file is removed and nothing is left behind. */
 #include "harness/trace.h"
+#include "harness/h5util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,19 +27,6 @@
 
 /* ---- HDF5 error capture ------------------------------------------------------------ */
 
-static herr_t first_error_cb(unsigned n, const H5E_error2_t *e, void *data) {
-    (void)n;
-    char *buf = data;
-    if (!buf[0] && e->desc && e->desc[0]) snprintf(buf, 256, "%s", e->desc);
-    return 0;
-}
-
-/* The innermost (most specific) description on HDF5's error stack, or "". */
-static const char *h5_reason(char buf[256]) {
-    buf[0] = 0;
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, first_error_cb, buf);
-    return buf;
-}
 
 /* ---- compound types from field tables ---------------------------------------------- */
 
@@ -110,7 +98,7 @@ typedef struct writer {
 
 static int fail(writer *w, const char *what) {
     char buf[256];
-    const char *why = h5_reason(buf);
+    const char *why = ls_h5_reason(buf);
     return ls_errf(w->err, "cannot create trace '%s': %s%s%s", w->path, what, why[0] ? ": " : "",
                    why);
 }

@@ -2,14 +2,8 @@
 #ifndef LS_T
 #include <tgmath.h>
 #include "kernels/kernels.h"
-#define LS_T float
-#define LS_S(n) n##_f32
-#include "kernels/activations.c"
-#undef LS_T
-#undef LS_S
-#define LS_T double
-#define LS_S(n) n##_f64
-#include "kernels/activations.c"
+#define LS_SELF "kernels/activations.c"
+#include "kernels/instantiate.h"
 #else
 LS_T LS_S(ls_silu)(LS_T x) { return x / ((LS_T)1 + exp(-x)); }
 

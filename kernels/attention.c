@@ -4,14 +4,8 @@
 #ifndef LS_T
 #include <tgmath.h>
 #include "kernels/kernels.h"
-#define LS_T float
-#define LS_S(n) n##_f32
-#include "kernels/attention.c"
-#undef LS_T
-#undef LS_S
-#define LS_T double
-#define LS_S(n) n##_f64
-#include "kernels/attention.c"
+#define LS_SELF "kernels/attention.c"
+#include "kernels/instantiate.h"
 #else
 void LS_S(ls_attention_row)(const LS_T *q, const LS_T *kcache, const LS_T *vcache,
                             const int64_t *block_table, int64_t block_size, int64_t n_keys,

@@ -3,14 +3,8 @@
 #ifndef LS_T
 #include <string.h>
 #include "kernels/kernels.h"
-#define LS_T float
-#define LS_S(n) n##_f32
-#include "kernels/conv1d.c"
-#undef LS_T
-#undef LS_S
-#define LS_T double
-#define LS_S(n) n##_f64
-#include "kernels/conv1d.c"
+#define LS_SELF "kernels/conv1d.c"
+#include "kernels/instantiate.h"
 #else
 void LS_S(ls_conv1d_step)(LS_T *state, const LS_T *u, const LS_T *w, const LS_T *bias,
                           int64_t channels, int64_t K, LS_T *out) {

@@ -2,14 +2,8 @@
 #ifndef LS_T
 #include <tgmath.h>
 #include "kernels/kernels.h"
-#define LS_T float
-#define LS_S(n) n##_f32
-#include "kernels/logsoftmax.c"
-#undef LS_T
-#undef LS_S
-#define LS_T double
-#define LS_S(n) n##_f64
-#include "kernels/logsoftmax.c"
+#define LS_SELF "kernels/logsoftmax.c"
+#include "kernels/instantiate.h"
 #else
 void LS_S(ls_logsoftmax)(const LS_T *x, int64_t n, LS_T *out) {
     LS_T mx = -INFINITY;

@@ -4,14 +4,8 @@
  * would break invariance.) */
 #ifndef LS_T
 #include "kernels/kernels.h"
-#define LS_T float
-#define LS_S(n) n##_f32
-#include "kernels/matmul.c"
-#undef LS_T
-#undef LS_S
-#define LS_T double
-#define LS_S(n) n##_f64
-#include "kernels/matmul.c"
+#define LS_SELF "kernels/matmul.c"
+#include "kernels/instantiate.h"
 #else
 
 static LS_T LS_S(dot8)(const LS_T *a, const LS_T *b, int64_t n) {

@@ -4,14 +4,8 @@
 #ifndef LS_T
 #include <tgmath.h>
 #include "kernels/kernels.h"
-#define LS_T float
-#define LS_S(n) n##_f32
-#include "kernels/moe.c"
-#undef LS_T
-#undef LS_S
-#define LS_T double
-#define LS_S(n) n##_f64
-#include "kernels/moe.c"
+#define LS_SELF "kernels/moe.c"
+#include "kernels/instantiate.h"
 #else
 void LS_S(ls_moe_route)(const LS_T *logits, int64_t n_experts, int64_t k, LS_T *probs,
                         int64_t *idx, LS_T *wts) {

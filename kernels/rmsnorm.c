@@ -2,14 +2,8 @@
 #ifndef LS_T
 #include <tgmath.h>
 #include "kernels/kernels.h"
-#define LS_T float
-#define LS_S(n) n##_f32
-#include "kernels/rmsnorm.c"
-#undef LS_T
-#undef LS_S
-#define LS_T double
-#define LS_S(n) n##_f64
-#include "kernels/rmsnorm.c"
+#define LS_SELF "kernels/rmsnorm.c"
+#include "kernels/instantiate.h"
 #else
 void LS_S(ls_rmsnorm)(const LS_T *x, int64_t rows, int64_t n, const LS_T *w, double eps,
                       LS_T *y) {

@@ -3,14 +3,8 @@
 #ifndef LS_T
 #include <tgmath.h>
 #include "kernels/kernels.h"
-#define LS_T float
-#define LS_S(n) n##_f32
-#include "kernels/selective_scan.c"
-#undef LS_T
-#undef LS_S
-#define LS_T double
-#define LS_S(n) n##_f64
-#include "kernels/selective_scan.c"
+#define LS_SELF "kernels/selective_scan.c"
+#include "kernels/instantiate.h"
 #else
 void LS_S(ls_scan_step)(LS_T *h, const LS_T *x, const LS_T *dt, const LS_T *A, const LS_T *B,
                         const LS_T *C, const LS_T *D, const LS_T *z, int64_t channels,

@@ -19,7 +19,7 @@ config)
     # (weights.c, which pulls the checkpoint reader), engine config defaults, sampling check.
     sources="harness/config.c engine/err.c engine/faults.c engine/state_pool.c engine/weights.c
              engine/checkpoint.c engine/safetensors.c engine/model_config.c engine/engine_config.c
-             engine/sampler.c engine/philox.c"
+             engine/sampler.c engine/philox.c engine/read_file.c"
     pkgs="jansson yaml-0.1"
     max_len=4096 ;;
 *) echo "run_fuzz.sh: unknown target '$target' (safetensors | config)"; exit 2 ;;
