@@ -22,7 +22,14 @@ typedef struct binder {
     ls_model *m;
     ls_checkpoint *ck;
     ls_err *err;
+    char name[512];
 } binder;
+
+/* "PREFIX.SUFFIX" in the binder's buffer: valid until the next call. */
+static const char *nm(binder *bd, const char *prefix, const char *suffix) {
+    snprintf(bd->name, sizeof bd->name, "%s.%s", prefix, suffix);
+    return bd->name;
+}
 
 static void *model_alloc(ls_model *m, int64_t bytes) {
     if (m->n_allocs == m->cap_allocs) {
@@ -82,50 +89,59 @@ static int take_linear(binder *bd, const char *prefix, int64_t out, int64_t in, 
 
 static int bind_mamba(binder *bd, const char *p, ls_layer_w *L) {
     const ls_model_config *c = &bd->m->cfg;
-    int64_t di = c->mamba_d_inner, ds = c->mamba_d_state, K = c->mamba_d_conv;
-    char n[512];
-    if (snprintf(n, sizeof n, "%s.in_proj", p), take_linear(bd, n, 2 * di, c->hidden_size, c->mamba_proj_bias, &L->in_proj)) return -1;
-    if (snprintf(n, sizeof n, "%s.x_proj", p), take_linear(bd, n, c->mamba_dt_rank + 2 * ds, di, 0, &L->x_proj)) return -1;
-    if (snprintf(n, sizeof n, "%s.dt_proj", p), take_linear(bd, n, di, c->mamba_dt_rank, 1, &L->dt_proj)) return -1;
-    if (snprintf(n, sizeof n, "%s.out_proj", p), take_linear(bd, n, c->hidden_size, di, c->mamba_proj_bias, &L->out_proj)) return -1;
-    if (snprintf(n, sizeof n, "%s.conv1d.weight", p), !(L->conv_w = take(bd, n, 3, di, 1, K))) return -1;
-    L->conv_b = NULL;
-    if (c->mamba_conv_bias && (snprintf(n, sizeof n, "%s.conv1d.bias", p), !(L->conv_b = take(bd, n, 1, di, 0, 0)))) return -1;
-    if (snprintf(n, sizeof n, "%s.A_log", p), !(L->A = take(bd, n, 2, di, ds, 0))) return -1;
+    const int64_t di = c->mamba_d_inner, ds = c->mamba_d_state, K = c->mamba_d_conv;
+    const int64_t H = c->hidden_size, R = c->mamba_dt_rank;
+    if (take_linear(bd, nm(bd, p, "in_proj"), 2 * di, H, c->mamba_proj_bias, &L->in_proj) ||
+        take_linear(bd, nm(bd, p, "x_proj"), R + 2 * ds, di, 0, &L->x_proj) ||
+        take_linear(bd, nm(bd, p, "dt_proj"), di, R, 1, &L->dt_proj) ||
+        take_linear(bd, nm(bd, p, "out_proj"), H, di, c->mamba_proj_bias, &L->out_proj) ||
+        !(L->conv_w = take(bd, nm(bd, p, "conv1d.weight"), 3, di, 1, K)) ||
+        (c->mamba_conv_bias && !(L->conv_b = take(bd, nm(bd, p, "conv1d.bias"), 1, di, 0, 0))) ||
+        !(L->A = take(bd, nm(bd, p, "A_log"), 2, di, ds, 0)) ||
+        !(L->D = take(bd, nm(bd, p, "D"), 1, di, 0, 0)) ||
+        !(L->dt_norm = take(bd, nm(bd, p, "dt_layernorm.weight"), 1, R, 0, 0)) ||
+        !(L->b_norm = take(bd, nm(bd, p, "b_layernorm.weight"), 1, ds, 0, 0)) ||
+        !(L->c_norm = take(bd, nm(bd, p, "c_layernorm.weight"), 1, ds, 0, 0)))
+        return -1;
     /* A = -exp(A_log), computed once in the working precision */
     if (bd->m->prec == LS_F64) { double *a = L->A; for (int64_t i = 0; i < di * ds; i++) a[i] = -exp(a[i]); }
     else { float *a = L->A; for (int64_t i = 0; i < di * ds; i++) a[i] = -expf(a[i]); }
-    if (snprintf(n, sizeof n, "%s.D", p), !(L->D = take(bd, n, 1, di, 0, 0))) return -1;
-    if (snprintf(n, sizeof n, "%s.dt_layernorm.weight", p), !(L->dt_norm = take(bd, n, 1, c->mamba_dt_rank, 0, 0))) return -1;
-    if (snprintf(n, sizeof n, "%s.b_layernorm.weight", p), !(L->b_norm = take(bd, n, 1, ds, 0, 0))) return -1;
-    if (snprintf(n, sizeof n, "%s.c_layernorm.weight", p), !(L->c_norm = take(bd, n, 1, ds, 0, 0))) return -1;
     return 0;
 }
 
 static int bind_attn(binder *bd, const char *p, ls_layer_w *L) {
     const ls_model_config *c = &bd->m->cfg;
-    int64_t qd = c->num_heads * c->head_dim, kvd = c->num_kv_heads * c->head_dim;
-    char n[512];
-    if (snprintf(n, sizeof n, "%s.q_proj", p), take_linear(bd, n, qd, c->hidden_size, 0, &L->q)) return -1;
-    if (snprintf(n, sizeof n, "%s.k_proj", p), take_linear(bd, n, kvd, c->hidden_size, 0, &L->k)) return -1;
-    if (snprintf(n, sizeof n, "%s.v_proj", p), take_linear(bd, n, kvd, c->hidden_size, 0, &L->v)) return -1;
-    if (snprintf(n, sizeof n, "%s.o_proj", p), take_linear(bd, n, c->hidden_size, qd, 0, &L->o)) return -1;
-    return 0;
+    const int64_t qd = c->num_heads * c->head_dim, kvd = c->num_kv_heads * c->head_dim;
+    const int64_t H = c->hidden_size;
+    return take_linear(bd, nm(bd, p, "q_proj"), qd, H, 0, &L->q) ||
+                   take_linear(bd, nm(bd, p, "k_proj"), kvd, H, 0, &L->k) ||
+                   take_linear(bd, nm(bd, p, "v_proj"), kvd, H, 0, &L->v) ||
+                   take_linear(bd, nm(bd, p, "o_proj"), H, qd, 0, &L->o)
+               ? -1 : 0;
+}
+
+static int take_mlp(binder *bd, const char *p, ls_mlp_w *x) {
+    const ls_model_config *c = &bd->m->cfg;
+    const int64_t H = c->hidden_size, I = c->intermediate_size;
+    return take_linear(bd, nm(bd, p, "gate_proj"), I, H, 0, &x->gate) ||
+                   take_linear(bd, nm(bd, p, "up_proj"), I, H, 0, &x->up) ||
+                   take_linear(bd, nm(bd, p, "down_proj"), H, I, 0, &x->down)
+               ? -1 : 0;
 }
 
 /* Experts as the Hub stores them (experts.E.{gate,up,down}_proj.weight) or fused
  * (experts.gate_up_proj [E][2I][H] with gate rows first, experts.down_proj [E][H][I]). */
 static int bind_experts(binder *bd, const char *p, ls_layer_w *L) {
     const ls_model_config *c = &bd->m->cfg;
-    int64_t E = L->n_experts, H = c->hidden_size, I = c->intermediate_size;
-    char n[512], fused[512];
+    const int64_t E = L->n_experts, H = c->hidden_size, I = c->intermediate_size;
+    char fused[512], down[512], one[512];
     snprintf(fused, sizeof fused, "%s.experts.gate_up_proj", p);
+    snprintf(down, sizeof down, "%s.experts.down_proj", p);
     if (ls_ckpt_has(bd->ck, fused)) {
         const ls_st_tensor *gu, *dn;
-        int64_t s_gu[3] = {E, 2 * I, H}, s_dn[3] = {E, H, I};
-        snprintf(n, sizeof n, "%s.experts.down_proj", p);
+        const int64_t s_gu[3] = {E, 2 * I, H}, s_dn[3] = {E, H, I};
         if (ls_ckpt_take(bd->ck, fused, 3, s_gu, &gu, bd->err) ||
-            ls_ckpt_take(bd->ck, n, 3, s_dn, &dn, bd->err))
+            ls_ckpt_take(bd->ck, down, 3, s_dn, &dn, bd->err))
             return -1;
         for (int64_t e = 0; e < E; e++) {
             ls_mlp_w *x = &L->experts[e];
@@ -137,34 +153,26 @@ static int bind_experts(binder *bd, const char *p, ls_layer_w *L) {
         return 0;
     }
     for (int64_t e = 0; e < E; e++) {
-        ls_mlp_w *x = &L->experts[e];
-        if (snprintf(n, sizeof n, "%s.experts.%" PRId64 ".gate_proj", p, e), take_linear(bd, n, I, H, 0, &x->gate)) return -1;
-        if (snprintf(n, sizeof n, "%s.experts.%" PRId64 ".up_proj", p, e), take_linear(bd, n, I, H, 0, &x->up)) return -1;
-        if (snprintf(n, sizeof n, "%s.experts.%" PRId64 ".down_proj", p, e), take_linear(bd, n, H, I, 0, &x->down)) return -1;
+        snprintf(one, sizeof one, "%s.experts.%" PRId64, p, e);
+        if (take_mlp(bd, one, &L->experts[e])) return -1;
     }
     return 0;
 }
 
 static int bind_ffn(binder *bd, const char *p, ls_layer_w *L) {
-    const ls_model_config *c = &bd->m->cfg;
-    char n[512];
     L->experts = model_alloc(bd->m, L->n_experts * (int64_t)sizeof(ls_mlp_w));
     if (!L->experts) return ls_errf(bd->err, "out of memory");
-    if (L->n_experts == 1) {
-        ls_mlp_w *x = &L->experts[0];
-        if (snprintf(n, sizeof n, "%s.gate_proj", p), take_linear(bd, n, c->intermediate_size, c->hidden_size, 0, &x->gate)) return -1;
-        if (snprintf(n, sizeof n, "%s.up_proj", p), take_linear(bd, n, c->intermediate_size, c->hidden_size, 0, &x->up)) return -1;
-        if (snprintf(n, sizeof n, "%s.down_proj", p), take_linear(bd, n, c->hidden_size, c->intermediate_size, 0, &x->down)) return -1;
-        return 0;
-    }
-    if (snprintf(n, sizeof n, "%s.router", p), take_linear(bd, n, L->n_experts, c->hidden_size, 0, &L->router)) return -1;
+    if (L->n_experts == 1) return take_mlp(bd, p, &L->experts[0]);
+    char router[512];
+    snprintf(router, sizeof router, "%s.router", p);
+    if (take_linear(bd, router, L->n_experts, bd->m->cfg.hidden_size, 0, &L->router)) return -1;
     return bind_experts(bd, p, L);
 }
 
 static int bind_all(binder *bd) {
     ls_model *m = bd->m;
     const ls_model_config *c = &m->cfg;
-    char p[256], n[512];
+    char p[256], sub[300];
     if (!(m->embed = take(bd, "model.embed_tokens.weight", 2, c->vocab_size, c->hidden_size, 0))) return -1;
     m->layers = model_alloc(m, c->num_layers * (int64_t)sizeof(ls_layer_w));
     if (!m->layers) return ls_errf(bd->err, "out of memory");
@@ -172,14 +180,14 @@ static int bind_all(binder *bd) {
         ls_layer_w *L = &m->layers[i];
         L->n_experts = c->layer_experts[i];
         snprintf(p, sizeof p, "model.layers.%" PRId64, i);
-        if (snprintf(n, sizeof n, "%s.input_layernorm.weight", p), !(L->input_norm = take(bd, n, 1, c->hidden_size, 0, 0))) return -1;
-        if (snprintf(n, sizeof n, "%s.pre_ff_layernorm.weight", p), !(L->ff_norm = take(bd, n, 1, c->hidden_size, 0, 0))) return -1;
-        if (c->layer_kind[i] == LS_LAYER_MAMBA) {
-            if (snprintf(n, sizeof n, "%s.mamba", p), bind_mamba(bd, n, L)) return -1;
-        } else {
-            if (snprintf(n, sizeof n, "%s.self_attn", p), bind_attn(bd, n, L)) return -1;
-        }
-        if (snprintf(n, sizeof n, "%s.feed_forward", p), bind_ffn(bd, n, L)) return -1;
+        if (!(L->input_norm = take(bd, nm(bd, p, "input_layernorm.weight"), 1, c->hidden_size, 0, 0)) ||
+            !(L->ff_norm = take(bd, nm(bd, p, "pre_ff_layernorm.weight"), 1, c->hidden_size, 0, 0)))
+            return -1;
+        int mamba = c->layer_kind[i] == LS_LAYER_MAMBA;
+        snprintf(sub, sizeof sub, "%s.%s", p, mamba ? "mamba" : "self_attn");
+        if (mamba ? bind_mamba(bd, sub, L) : bind_attn(bd, sub, L)) return -1;
+        snprintf(sub, sizeof sub, "%s.feed_forward", p);
+        if (bind_ffn(bd, sub, L)) return -1;
     }
     if (!(m->final_norm = take(bd, "model.final_layernorm.weight", 1, c->hidden_size, 0, 0))) return -1;
     if (c->tie_word_embeddings) {
@@ -199,7 +207,7 @@ int ls_model_load(const char *dir, ls_prec prec, ls_model *m, ls_err *err) {
     if (ls_model_config_load(dir, &m->cfg, err)) return -1;
     ls_checkpoint ck;
     if (ls_ckpt_open(dir, &ck, err)) return -1;
-    binder bd = {m, &ck, err};
+    binder bd = {.m = m, .ck = &ck, .err = err};
     int rc = bind_all(&bd);
     ls_ckpt_close(&ck);
     if (rc == 0) {
