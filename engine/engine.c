@@ -344,21 +344,20 @@ static int prefix_hit(engine *e, seq *s, int64_t *hit_blocks, int64_t *snap) {
     *snap = -1;
     if (!e->c->prefix_caching) return 0;
     const int64_t bs = e->c->block_size;
-    int64_t parent = -1, chain[4096], n = 0;
-    for (int64_t b = 0; (b + 1) * bs <= s->len - 1 && n < 4096; b++) {
+    /* the chain of cached blocks is collected in s->blocks; only a prefix of it is taken */
+    int64_t parent = -1, n = 0;
+    for (int64_t b = 0; (b + 1) * bs <= s->len - 1; b++) {
         int64_t blk = ls_block_pool_lookup(&e->blocks, parent, s->tokens + b * bs, bs);
         if (blk < 0) break;
-        chain[n++] = blk;
+        if (grow((void **)&s->blocks, &s->cap_blocks, n + 1, sizeof(int64_t)))
+            return ls_errf(e->err, "out of memory");
+        s->blocks[n++] = blk;
         int64_t sn = snap_find(e, ls_block_pool_content_id(&e->blocks, blk));
         if (sn >= 0) { *hit_blocks = n; *snap = sn; }
         parent = blk;
     }
-    if (grow((void **)&s->blocks, &s->cap_blocks, *hit_blocks + 1, sizeof(int64_t)))
-        return ls_errf(e->err, "out of memory");
-    for (int64_t i = 0; i < *hit_blocks; i++) {
-        if (ls_block_pool_touch(&e->blocks, chain[i], e->err)) return -1;
-        s->blocks[i] = chain[i];
-    }
+    for (int64_t i = 0; i < *hit_blocks; i++)
+        if (ls_block_pool_touch(&e->blocks, s->blocks[i], e->err)) return -1;
     s->n_blocks = s->n_registered = *hit_blocks;
     return 0;
 }
