@@ -4,11 +4,17 @@
  * State flow per step: each scheduled sequence's Mamba state is copied from its slot into
  * a staging row, the forward updates staging in place, and staging is written back to
  * the slot. Reads and writes go through one offset function (64-bit); the planted fault
- * narrow_state_offset swaps in the N-bit write offset, as the real kernel bug did. */
+ * narrow_state_offset swaps in the N-bit write offset, as the real kernel bug did.
+ *
+ * The state pool, the KV cache, the snapshots and the staging rows are backend memory
+ * (engine/backend.h): host memory on the CPU, device memory on a GPU. The engine computes
+ * every address on the host and moves bytes only through the backend's ops, so the same
+ * code drives both, faults included. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/backend.h"
 #include "engine/block_pool.h"
 #include "engine/engine.h"
 #include "engine/forward.h"
@@ -42,6 +48,7 @@ typedef struct plan_entry {
 typedef struct engine {
     const ls_model *m;
     const ls_engine_config *c;
+    const ls_backend *bk;              /* never NULL */
     const ls_workload *wl;
     ls_err *err;
     int64_t nm, na, conv_sz, ssm_sz, esz, kvd, V;
@@ -68,6 +75,7 @@ typedef struct engine {
     plan_entry *plan;
     int64_t n_plan, cap_plan;
     void *staging;                     /* per plan row: nm * (conv_sz + ssm_sz) */
+    int64_t staging_bytes;
     double *lp_row;
     double *sample_scratch;
 } engine;
@@ -83,6 +91,19 @@ static int grow(void **p, int64_t *cap, int64_t need, size_t elem) {
     *p = np;
     *cap = nc;
     return 0;
+}
+
+/* Byte moves in backend memory. */
+static int bk_copy(engine *e, void *dst, const void *src, int64_t bytes) {
+    return e->bk->ops->copy(e->bk, dst, src, bytes, e->err);
+}
+
+static int bk_zero(engine *e, void *p, int64_t bytes) { return e->bk->ops->zero(e->bk, p, bytes, e->err); }
+
+static void *bk_alloc(engine *e, int64_t bytes) { return e->bk->ops->alloc(e->bk, bytes, e->err); }
+
+static void bk_release(engine *e, void *p) {
+    if (p) e->bk->ops->release(e->bk, p);
 }
 
 static char *conv_at(engine *e, int64_t mi, int64_t slot) {
@@ -110,17 +131,13 @@ static char *staging_ssm(engine *e, int64_t row, int64_t mi) {
     return staging_conv(e, row, mi) + e->conv_sz * e->esz;
 }
 
-static void poison_slot(engine *e, int64_t slot) {
-    if (!e->c->debug_poison) return;
-    for (int64_t mi = 0; mi < e->nm; mi++) {
-        if (e->m->prec == LS_F64) {
-            ls_poison_f64((double *)conv_at(e, mi, slot), e->conv_sz);
-            ls_poison_f64((double *)ssm_at(e, mi, slot), e->ssm_sz);
-        } else {
-            ls_poison_f32((float *)conv_at(e, mi, slot), e->conv_sz);
-            ls_poison_f32((float *)ssm_at(e, mi, slot), e->ssm_sz);
-        }
-    }
+static int poison_slot(engine *e, int64_t slot) {
+    if (!e->c->debug_poison) return 0;
+    for (int64_t mi = 0; mi < e->nm; mi++)
+        if (e->bk->ops->poison(e->bk, conv_at(e, mi, slot), e->esz, e->conv_sz, 1, 0, e->err) ||
+            e->bk->ops->poison(e->bk, ssm_at(e, mi, slot), e->esz, e->ssm_sz, 1, 0, e->err))
+            return -1;
+    return 0;
 }
 
 static int64_t take_slot(engine *e, seq *s) {
@@ -140,8 +157,7 @@ static int release_slot(engine *e, seq *s) {
     s->slot = -1;
     if (--e->slot_refs[slot] > 0) return 0;
     if (ls_slot_free(&e->slots, slot, e->err)) return -1;
-    poison_slot(e, slot);
-    return 0;
+    return poison_slot(e, slot);
 }
 
 static int release_blocks(engine *e, seq *s) {
@@ -223,8 +239,8 @@ static int64_t snap_find(engine *e, uint64_t key) {
 static char *snap_at(engine *e, int64_t i) { return (char *)e->snap_data + i * e->snap_bytes; }
 
 /* Copies the state in `slot` (what the engine holds, faults included) into a snapshot. */
-static void snap_take(engine *e, uint64_t key, int64_t slot) {
-    if (!key || snap_find(e, key) >= 0) return;
+static int snap_take(engine *e, uint64_t key, int64_t slot) {
+    if (!key || snap_find(e, key) >= 0) return 0;
     int64_t victim = 0;                        /* an empty entry, else least recently used */
     for (int64_t i = 0; i < e->c->num_snapshots; i++) {
         if (!e->snap_key[i]) { victim = i; break; }
@@ -232,38 +248,41 @@ static void snap_take(engine *e, uint64_t key, int64_t slot) {
     }
     char *d = snap_at(e, victim);
     for (int64_t mi = 0; mi < e->nm; mi++) {
-        memcpy(d, conv_at(e, mi, slot), (size_t)(e->conv_sz * e->esz));
+        if (bk_copy(e, d, conv_at(e, mi, slot), e->conv_sz * e->esz)) return -1;
         d += e->conv_sz * e->esz;
-        memcpy(d, ssm_at(e, mi, slot), (size_t)(e->ssm_sz * e->esz));
+        if (bk_copy(e, d, ssm_at(e, mi, slot), e->ssm_sz * e->esz)) return -1;
         d += e->ssm_sz * e->esz;
     }
     e->snap_key[victim] = key;
     e->snap_used_step[victim] = e->step;
     e->out->stats.snapshots_taken++;
+    return 0;
 }
 
-static void snap_restore(engine *e, int64_t i, int64_t slot) {
+static int snap_restore(engine *e, int64_t i, int64_t slot) {
     const char *d = snap_at(e, i);
     for (int64_t mi = 0; mi < e->nm; mi++) {
-        memcpy(conv_at(e, mi, slot), d, (size_t)(e->conv_sz * e->esz));
+        if (bk_copy(e, conv_at(e, mi, slot), d, e->conv_sz * e->esz)) return -1;
         d += e->conv_sz * e->esz;
-        memcpy(ssm_at(e, mi, slot), d, (size_t)(e->ssm_sz * e->esz));
+        if (bk_copy(e, ssm_at(e, mi, slot), d, e->ssm_sz * e->esz)) return -1;
         d += e->ssm_sz * e->esz;
     }
     e->snap_used_step[i] = e->step;
     e->out->stats.snapshot_restores++;
+    return 0;
 }
 
 /* ---------------- KV blocks ---------------- */
 
-static void copy_block(engine *e, int64_t from, int64_t to) {
+static int copy_block(engine *e, int64_t from, int64_t to) {
     int64_t row_bytes = e->kvd * e->esz, bs = e->c->block_size;
-    for (int64_t ai = 0; ai < e->na; ai++) {
-        memcpy((char *)e->kc[ai] + to * bs * row_bytes, (char *)e->kc[ai] + from * bs * row_bytes,
-               (size_t)(bs * row_bytes));
-        memcpy((char *)e->vc[ai] + to * bs * row_bytes, (char *)e->vc[ai] + from * bs * row_bytes,
-               (size_t)(bs * row_bytes));
-    }
+    for (int64_t ai = 0; ai < e->na; ai++)
+        if (bk_copy(e, (char *)e->kc[ai] + to * bs * row_bytes, (char *)e->kc[ai] + from * bs * row_bytes,
+                    bs * row_bytes) ||
+            bk_copy(e, (char *)e->vc[ai] + to * bs * row_bytes, (char *)e->vc[ai] + from * bs * row_bytes,
+                    bs * row_bytes))
+            return -1;
+    return 0;
 }
 
 /* Makes s own blocks for positions [num_computed, num_computed + n): copy-on-write of a
@@ -277,7 +296,7 @@ static int ensure_blocks(engine *e, seq *s, int64_t n) {
         if (ls_block_pool_num_free(&e->blocks) == 0) return 1;
         int64_t nb = ls_block_pool_cow(&e->blocks, s->blocks[first], e->err);
         if (nb < 0) return -1;
-        copy_block(e, s->blocks[first], nb);
+        if (copy_block(e, s->blocks[first], nb)) return -1;
         s->blocks[first] = nb;
         e->out->stats.cow_copies++;
     }
@@ -381,7 +400,7 @@ static int admit(engine *e, seq *s, int64_t budget, int *admitted) {
     if (hit > 0) {
         e->out->stats.prefix_hit_tokens += s->num_computed;
         if (!e->c->faults.on[LS_FAULT_PREFIX_HIT_WITHOUT_STATE]) {
-            snap_restore(e, snap, s->slot);
+            if (snap_restore(e, snap, s->slot)) return -1;
             s->from_snapshot = 1;
         } else {
             s->keep_state = 0;
@@ -503,10 +522,10 @@ static int fork_rollouts(engine *e, seq *parent, const double *lp, const ls_prov
             c->prev_tenant = parent->prev_tenant;
             e->slot_refs[c->slot]++;
         } else if (fits && take_slot(e, c) >= 0) {
-            for (int64_t mi = 0; mi < e->nm; mi++) {
-                memcpy(conv_at(e, mi, c->slot), conv_at(e, mi, parent->slot), (size_t)(e->conv_sz * e->esz));
-                memcpy(ssm_write_at(e, mi, c->slot), ssm_at(e, mi, parent->slot), (size_t)(e->ssm_sz * e->esz));
-            }
+            for (int64_t mi = 0; mi < e->nm; mi++)
+                if (bk_copy(e, conv_at(e, mi, c->slot), conv_at(e, mi, parent->slot), e->conv_sz * e->esz) ||
+                    bk_copy(e, ssm_write_at(e, mi, c->slot), ssm_at(e, mi, parent->slot), e->ssm_sz * e->esz))
+                    return -1;
         } else {
             fits = 0;
         }
@@ -547,7 +566,7 @@ static int after_step_cache(engine *e, seq *s) {
         s->n_registered++;
     }
     if (s->num_computed % bs == 0 && s->num_computed > 0 && s->slot >= 0)
-        snap_take(e, ls_block_pool_content_id(&e->blocks, s->blocks[s->num_computed / bs - 1]), s->slot);
+        return snap_take(e, ls_block_pool_content_id(&e->blocks, s->blocks[s->num_computed / bs - 1]), s->slot);
     return 0;
 }
 
@@ -572,10 +591,16 @@ static int run_step(engine *e) {
     char **lps = calloc(unp, sizeof(char *));
     int64_t rows = 0;
     for (int64_t i = 0; i < np; i++) rows += e->plan[i].n;
-    void *staging = realloc(e->staging, (size_t)((np + 1) * e->nm * (e->conv_sz + e->ssm_sz) * e->esz));
     int rc = -1;
-    if (!steps || !ptrs || !tables || !lps || !staging) { ls_errf(e->err, "out of memory"); goto done; }
-    e->staging = staging;
+    if (!steps || !ptrs || !tables || !lps) { ls_errf(e->err, "out of memory"); goto done; }
+    /* staging rows: grown, never shrunk (every row is written before it is read) */
+    const int64_t staging_need = (np + 1) * e->nm * (e->conv_sz + e->ssm_sz) * e->esz;
+    if (staging_need > e->staging_bytes) {
+        bk_release(e, e->staging);
+        e->staging_bytes = 0;
+        if (!(e->staging = bk_alloc(e, staging_need))) goto done;
+        e->staging_bytes = staging_need;
+    }
     static const int32_t pad_token[1] = {0};
     for (int64_t i = 0; i < np; i++) {
         plan_entry *pe = &e->plan[i];
@@ -593,11 +618,12 @@ static int run_step(engine *e) {
             continue;
         }
         for (int64_t mi = 0; mi < e->nm && pe->has_init; mi++) {
-            memcpy(st->conv[mi], conv_at(e, mi, s->slot), (size_t)(e->conv_sz * e->esz));
-            memcpy(st->ssm[mi], ssm_at(e, mi, s->slot), (size_t)(e->ssm_sz * e->esz));
+            if (bk_copy(e, st->conv[mi], conv_at(e, mi, s->slot), e->conv_sz * e->esz) ||
+                bk_copy(e, st->ssm[mi], ssm_at(e, mi, s->slot), e->ssm_sz * e->esz))
+                goto done;
             if (e->c->faults.on[LS_FAULT_CHUNK_DROPS_CONV_STATE] && s->num_computed > 0 &&
-                !is_decode_step(s))
-                memset(st->conv[mi], 0, (size_t)(e->conv_sz * e->esz));
+                !is_decode_step(s) && bk_zero(e, st->conv[mi], e->conv_sz * e->esz))
+                goto done;
         }
         st->tokens = s->tokens + s->num_computed;
         st->n = pe->n;
@@ -622,7 +648,7 @@ static int run_step(engine *e) {
     ls_kv_cache kv = {.block_size = e->c->block_size, .k = e->kc, .v = e->vc};
     ls_forward_opts fo = {0};
     if (e->c->probe) fo = (ls_forward_opts){.probe = probe_relay, .probe_ctx = e};
-    if (ls_forward(m, &kv, steps, np, &fo, e->err)) goto done;
+    if (e->bk->ops->forward(e->bk, m, &kv, steps, np, &fo, e->err)) goto done;
 
     /* Write states back. The rows of one step are one kernel launch on a GPU, where every
      * sequence of the batch stores its own state: a stray store (a wrapped offset) that
@@ -637,10 +663,10 @@ static int run_step(engine *e) {
             if (slot < 0) continue;
             int stray = e->nm > 0 && ssm_write_at(e, 0, slot) != ssm_at(e, 0, slot);
             if (stray != (pass == 0)) continue;
-            for (int64_t mi = 0; mi < e->nm; mi++) {
-                memcpy(conv_at(e, mi, slot), steps[i].conv[mi], (size_t)(e->conv_sz * e->esz));
-                memcpy(ssm_write_at(e, mi, slot), steps[i].ssm[mi], (size_t)(e->ssm_sz * e->esz));
-            }
+            for (int64_t mi = 0; mi < e->nm; mi++)
+                if (bk_copy(e, conv_at(e, mi, slot), steps[i].conv[mi], e->conv_sz * e->esz) ||
+                    bk_copy(e, ssm_write_at(e, mi, slot), steps[i].ssm[mi], e->ssm_sz * e->esz))
+                    goto done;
         }
     for (int64_t i = 0; i < np; i++) {
         plan_entry *pe = &e->plan[i];
@@ -714,7 +740,7 @@ static int engine_init(engine *e) {
     e->snap_bytes = e->nm * (e->conv_sz + e->ssm_sz) * e->esz;
     e->snap_key = calloc((size_t)c->num_snapshots, sizeof *e->snap_key);
     e->snap_used_step = calloc((size_t)c->num_snapshots, sizeof *e->snap_used_step);
-    e->snap_data = malloc((size_t)(c->num_snapshots * e->snap_bytes + 1));
+    e->snap_data = bk_alloc(e, c->num_snapshots * e->snap_bytes + 1);
     e->lp_row = malloc((size_t)e->V * sizeof(double));
     e->sample_scratch = malloc((size_t)(2 * e->V + 2) * sizeof(double));
     int64_t total_req = 0;
@@ -726,22 +752,31 @@ static int engine_init(engine *e) {
         !e->waiting)
         return ls_errf(e->err, "out of memory");
     /* Slots hold NaN until written: with debug_poison a read of a never-written or freed slot
-     * is loud; without it they start at zero, like a fresh allocation. */
+     * is loud; without it they start at zero, like a fresh allocation. The pool comes zeroed
+     * from the backend (one allocation and one memset per layer, also on a device) and the
+     * poison is one strided fill per layer over every slot's state, not a loop of slots. */
     for (int64_t mi = 0; mi < e->nm; mi++) {
         int64_t ssm_elems = ls_slot_offset(c->num_state_slots - 1, c->slot_stride) + c->slot_stride;
-        e->conv[mi] = calloc((size_t)(c->num_state_slots * e->conv_sz + 1), (size_t)e->esz);
-        e->ssm[mi] = calloc((size_t)ssm_elems, (size_t)e->esz);
+        ls_err why = {{0}};
+        e->conv[mi] = e->bk->ops->alloc(e->bk, (c->num_state_slots * e->conv_sz + 1) * e->esz, &why);
+        e->ssm[mi] = e->conv[mi] ? e->bk->ops->alloc(e->bk, ssm_elems * e->esz, &why) : NULL;
         if (!e->conv[mi] || !e->ssm[mi])
-            return ls_errf(e->err, "cannot allocate the Mamba state pool (%lld slots x stride %lld)",
-                           (long long)c->num_state_slots, (long long)c->slot_stride);
+            return ls_errf(e->err, "cannot allocate the Mamba state pool (%lld slots x stride %lld, %.3g GB) on the %s backend: %s",
+                           (long long)c->num_state_slots, (long long)c->slot_stride,
+                           (double)ssm_elems * (double)e->esz * 1e-9, e->bk->name, why.msg);
+        if (c->debug_poison &&
+            (e->bk->ops->poison(e->bk, e->conv[mi], e->esz, e->conv_sz, c->num_state_slots, e->conv_sz, e->err) ||
+             e->bk->ops->poison(e->bk, e->ssm[mi], e->esz, e->ssm_sz, c->num_state_slots, c->slot_stride, e->err)))
+            return -1;
     }
-    for (int64_t s = 0; s < c->num_state_slots; s++) poison_slot(e, s);
     int64_t kv_elems = c->num_blocks * c->block_size * e->kvd;
     for (int64_t ai = 0; ai < e->na; ai++) {
-        e->kc[ai] = calloc((size_t)kv_elems + 1, (size_t)e->esz);
-        e->vc[ai] = calloc((size_t)kv_elems + 1, (size_t)e->esz);
+        ls_err why = {{0}};
+        e->kc[ai] = e->bk->ops->alloc(e->bk, (kv_elems + 1) * e->esz, &why);
+        e->vc[ai] = e->kc[ai] ? e->bk->ops->alloc(e->bk, (kv_elems + 1) * e->esz, &why) : NULL;
         if (!e->kc[ai] || !e->vc[ai])
-            return ls_errf(e->err, "cannot allocate the KV cache (%lld blocks)", (long long)c->num_blocks);
+            return ls_errf(e->err, "cannot allocate the KV cache (%lld blocks) on the %s backend: %s",
+                           (long long)c->num_blocks, e->bk->name, why.msg);
     }
     e->out->stats.num_blocks = c->num_blocks;
     e->out->stats.num_slots = c->num_state_slots;
@@ -754,14 +789,14 @@ static int engine_init(engine *e) {
 static void engine_free(engine *e) {
     ls_block_pool_free(&e->blocks);
     ls_slot_alloc_free(&e->slots);
-    for (int64_t mi = 0; e->conv && mi < e->nm; mi++) { free(e->conv[mi]); free(e->ssm[mi]); }
-    for (int64_t ai = 0; e->kc && ai < e->na; ai++) { free(e->kc[ai]); free(e->vc[ai]); }
+    for (int64_t mi = 0; e->conv && mi < e->nm; mi++) { bk_release(e, e->conv[mi]); bk_release(e, e->ssm[mi]); }
+    for (int64_t ai = 0; e->kc && ai < e->na; ai++) { bk_release(e, e->kc[ai]); bk_release(e, e->vc[ai]); }
     free(e->conv); free(e->ssm); free(e->kc); free(e->vc);
     free(e->slot_refs); free(e->slot_used);
-    free(e->snap_key); free(e->snap_used_step); free(e->snap_data);
+    free(e->snap_key); free(e->snap_used_step); bk_release(e, e->snap_data);
     free(e->lp_row); free(e->sample_scratch);
     free(e->running); free(e->waiting);
-    free(e->plan); free(e->staging);
+    free(e->plan); bk_release(e, e->staging);
     for (int64_t i = 0; i < e->n_all; i++) {
         seq *s = e->all[i];
         free(s->tokens); free(s->logprobs); free(s->prov); free(s->blocks); free(s);
@@ -861,7 +896,7 @@ static int engine_loop(engine *e) {
 int ls_engine_run(const ls_model *m, const ls_engine_config *cfg, const ls_workload *wl,
                   ls_engine_result *out, ls_err *err) {
     memset(out, 0, sizeof *out);
-    engine e = {.m = m, .c = cfg, .wl = wl, .err = err, .out = out};
+    engine e = {.m = m, .c = cfg, .bk = ls_backend_or_cpu(cfg->backend), .wl = wl, .err = err, .out = out};
     int rc = engine_init(&e);
     if (rc == 0) rc = check_workload(&e);
     if (rc == 0) rc = engine_loop(&e);

@@ -34,6 +34,8 @@ typedef struct ls_engine_config {
     int64_t pad_decode_to;         /* pad all-decode batches to a multiple (captured graph sizes); 0: off */
     int64_t max_steps;             /* safety stop; 0: unlimited */
     ls_faults faults;
+    /* Where the math runs and the caches live (engine/backend.h); NULL: the CPU. Not owned. */
+    const struct ls_backend *backend;
     /* Optional per-layer probe (localisation replays): called for every forward row with the
      * sequence it belongs to and the position of that row (for "conv_state" / "ssm_state":
      * the position the step starts at, whose state it reads). */

@@ -16,5 +16,11 @@ int ls_reference_logprobs(const ls_model *m, const int32_t *tokens, int64_t L,
 int ls_reference_logprobs_argmax(const ls_model *m, const int32_t *tokens, int64_t L,
                                  const ls_forward_opts *opts, double *out, int32_t *argmax,
                                  ls_err *err);
+/* The same on a backend (engine/backend.h; NULL: the CPU): states and KV in its memory,
+ * its forward pass. */
+struct ls_backend;
+int ls_reference_logprobs_on(const struct ls_backend *b, const ls_model *m, const int32_t *tokens,
+                             int64_t L, const ls_forward_opts *opts, double *out, int32_t *argmax,
+                             ls_err *err);
 
 #endif

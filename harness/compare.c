@@ -87,6 +87,12 @@ void ls_comparison_free(ls_comparison *c) {
 
 int ls_compare_with_reference(const ls_model *m, const ls_engine_result *eng,
                               const ls_compare_rule *rule, ls_comparison *out, ls_err *err) {
+    return ls_compare_with_reference_on(NULL, m, eng, rule, out, err);
+}
+
+int ls_compare_with_reference_on(const struct ls_backend *b, const ls_model *m,
+                                 const ls_engine_result *eng, const ls_compare_rule *rule,
+                                 ls_comparison *out, ls_err *err) {
     double **ref = calloc((size_t)eng->n_seqs + 1, sizeof *ref);
     int32_t **amax = calloc((size_t)eng->n_seqs + 1, sizeof *amax);
     int rc = ref && amax ? 0 : ls_errf(err, "out of memory");
@@ -95,7 +101,7 @@ int ls_compare_with_reference(const ls_model *m, const ls_engine_result *eng,
         ref[s] = malloc((size_t)q->len * sizeof(double));
         amax[s] = malloc((size_t)q->len * sizeof(int32_t));
         if (!ref[s] || !amax[s]) rc = ls_errf(err, "out of memory");
-        else rc = ls_reference_logprobs_argmax(m, q->tokens, q->len, NULL, ref[s], amax[s], err);
+        else rc = ls_reference_logprobs_on(b, m, q->tokens, q->len, NULL, ref[s], amax[s], err);
     }
     if (rc == 0) rc = ls_compare(eng, ref, amax, rule, out, err);
     for (int64_t s = 0; ref && amax && s < eng->n_seqs; s++) { free(ref[s]); free(amax[s]); }

@@ -50,5 +50,9 @@ void ls_comparison_free(ls_comparison *c);
  * compares. Convenience for run, gate and tests. */
 int ls_compare_with_reference(const ls_model *m, const ls_engine_result *eng,
                               const ls_compare_rule *rule, ls_comparison *out, ls_err *err);
+/* The same with the reference on backend b (engine/backend.h; NULL: the CPU). */
+int ls_compare_with_reference_on(const struct ls_backend *b, const ls_model *m,
+                                 const ls_engine_result *eng, const ls_compare_rule *rule,
+                                 ls_comparison *out, ls_err *err);
 
 #endif

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/backend.h"
 #include "engine/forward.h"
 
 typedef struct capture {
@@ -75,9 +76,10 @@ static void free_caps(probe_ctx *c) {
     free(c->caps);
 }
 
-/* The reference over tokens[0..end), as two steps split at `split`, probing the second. */
-static int reference_split(const ls_model *m, const int32_t *tokens, int64_t split, int64_t end,
-                           probe_ctx *pc, ls_err *err) {
+/* The reference over tokens[0..end), as two steps split at `split`, probing the second,
+ * on backend b (states and KV in its memory). */
+static int reference_split(const ls_backend *b, const ls_model *m, const int32_t *tokens,
+                           int64_t split, int64_t end, probe_ctx *pc, ls_err *err) {
     const ls_model_config *c = &m->cfg;
     const int64_t sz = ls_prec_size(m->prec);
     const int64_t nm = ls_cfg_count(c, LS_LAYER_MAMBA), na = ls_cfg_count(c, LS_LAYER_ATTN);
@@ -86,25 +88,26 @@ static int reference_split(const ls_model *m, const int32_t *tokens, int64_t spl
     void **bufs = calloc((size_t)(2 * nm + 2 * na + 1), sizeof(void *));
     if (!bufs) return ls_errf(err, "out of memory");
     for (int64_t i = 0; i < nm; i++) {
-        bufs[i] = calloc((size_t)(di * (c->mamba_d_conv - 1) + 1), (size_t)sz);
-        bufs[nm + i] = calloc((size_t)(di * c->mamba_d_state), (size_t)sz);
-        if (!bufs[i] || !bufs[nm + i]) { ls_errf(err, "out of memory"); goto done; }
+        bufs[i] = b->ops->alloc(b, (di * (c->mamba_d_conv - 1) + 1) * sz, err);
+        bufs[nm + i] = bufs[i] ? b->ops->alloc(b, di * c->mamba_d_state * sz, err) : NULL;
+        if (!bufs[i] || !bufs[nm + i]) goto done;
     }
     for (int64_t i = 0; i < 2 * na; i++)
-        if (!(bufs[2 * nm + i] = calloc((size_t)(end * kvd + 1), (size_t)sz))) { ls_errf(err, "out of memory"); goto done; }
+        if (!(bufs[2 * nm + i] = b->ops->alloc(b, (end * kvd + 1) * sz, err))) goto done;
     const int64_t table[1] = {0};
     ls_kv_cache kv = {.block_size = end, .k = bufs + 2 * nm, .v = bufs + 2 * nm + na};
     ls_seq_step st = {.tokens = tokens, .n = split, .conv = bufs, .ssm = bufs + nm,
                       .block_table = table, .logits_from = split};
-    if (split > 0 && ls_forward(m, &kv, &st, 1, NULL, err)) goto done;
+    if (split > 0 && b->ops->forward(b, m, &kv, &st, 1, NULL, err)) goto done;
     st = (ls_seq_step){.tokens = tokens + split, .n = end - split, .start_pos = split,
                        .has_initial_state = split > 0, .conv = bufs, .ssm = bufs + nm,
                        .block_table = table, .logits_from = end - split};
     ls_forward_opts o = {.probe = ref_probe, .probe_ctx = pc};
-    if (ls_forward(m, &kv, &st, 1, &o, err)) goto done;
+    if (b->ops->forward(b, m, &kv, &st, 1, &o, err)) goto done;
     rc = 0;
 done:
-    for (int64_t i = 0; i < 2 * nm + 2 * na; i++) free(bufs[i]);
+    for (int64_t i = 0; i < 2 * nm + 2 * na; i++)
+        if (bufs[i]) b->ops->release(b, bufs[i]);
     free(bufs);
     return rc;
 }
@@ -149,7 +152,9 @@ int ls_localise(const ls_model *m, const ls_engine_config *cfg, const ls_workloa
     if (ec.n_caps == 0) { ls_errf(err, "localise: the replay never computed position %lld at step %lld",
                                   (long long)position - 1, (long long)out->step); goto done; }
     rc.state_pos = ec.state_pos < 0 ? 0 : ec.state_pos;
-    if (reference_split(m, q->tokens, rc.state_pos, position, &rc, err)) goto done;
+    /* the reference on the engine's device, in invariant mode (backend.h: reference) */
+    const ls_backend *rb = ls_backend_or_cpu(cfg->backend)->reference;
+    if (reference_split(rb, m, q->tokens, rc.state_pos, position, &rc, err)) goto done;
     if (rc.oom) { ls_errf(err, "localise: out of memory"); goto done; }
 
     static const char *order_mamba[] = {"conv_state", "ssm_state", "mamba"};

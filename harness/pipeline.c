@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine/backend.h"
 #include "harness/trace.h"
 #include "harness/workload_gen.h"
 
@@ -15,7 +16,8 @@ static double now(void) {
 }
 
 /* Localises the earliest divergence, then the first divergence of further sequences. */
-static int localise_some(ls_run_config *rc, ls_run_outcome *o, ls_err *err) {
+static int localise_some(ls_run_config *rc, const ls_engine_config *ec, ls_run_outcome *o,
+                         ls_err *err) {
     const ls_comparison *c = &o->cmp;
     if (!rc->compare.probe_layers || c->sum.first_seq < 0) return 0;
     int64_t seqs[LS_MAX_LOCALISED], n = 0;
@@ -23,7 +25,7 @@ static int localise_some(ls_run_config *rc, ls_run_outcome *o, ls_err *err) {
     for (int64_t s = 0; s < o->engine.n_seqs && n < LS_MAX_LOCALISED; s++)
         if (c->first_divergent[s] >= 0 && s != c->sum.first_seq) seqs[n++] = s;
     for (int64_t i = 0; i < n; i++) {
-        if (ls_localise(&o->model, &rc->engine, &o->workload, &o->engine, seqs[i],
+        if (ls_localise(&o->model, ec, &o->workload, &o->engine, seqs[i],
                         c->first_divergent[seqs[i]], &o->locs[o->n_locs], err))
             return -1;
         o->n_locs++;
@@ -33,22 +35,34 @@ static int localise_some(ls_run_config *rc, ls_run_outcome *o, ls_err *err) {
 
 int ls_run_execute(ls_run_config *rc, ls_run_outcome *o, ls_err *err) {
     memset(o, 0, sizeof *o);
-    if (rc->backend_cuda)
-        return ls_errf(err, "%s: backend cuda is not built into this binary (CPU path only)", rc->path);
+    if (rc->backend_cuda && !ls_backend_cuda_built()) {   /* say so before loading anything */
+        ls_backend_cuda_create(NULL, 0, 0, &o->backend, err);
+        return ls_err_prefix(err, "%s: ", rc->path);
+    }
     if (ls_model_load(rc->model_dir, rc->precision, &o->model, err))
         return ls_err_prefix(err, "%s: model: ", rc->path);
     o->have_model = 1;
     if (ls_engine_config_resolve(&rc->engine, &o->model, err)) return ls_err_prefix(err, "%s: ", rc->path);
+    /* The engine runs on the configured backend; the reference (and the localiser's
+     * reference) on that backend's invariant twin: the same device and precision. In fast
+     * mode on the GPU that makes |delta| = the fast engine against the invariant GPU
+     * reference, which is what compare.max_abs is calibrated for (bench/calibrate_fast). */
+    if (rc->backend_cuda &&
+        ls_backend_cuda_create(&o->model, rc->mode_fast, -1, &o->backend, err))
+        return ls_err_prefix(err, "%s: ", rc->path);
+    ls_engine_config ec = rc->engine;
+    ec.backend = o->backend;
+    const ls_backend *ref = ls_backend_or_cpu(o->backend)->reference;
     if (ls_workload_generate(&rc->workload, o->model.cfg.vocab_size, &o->workload, err))
         return ls_err_prefix(err, "%s: workload: ", rc->path);
     double t0 = now();
-    if (ls_engine_run(&o->model, &rc->engine, &o->workload, &o->engine, err))
+    if (ls_engine_run(&o->model, &ec, &o->workload, &o->engine, err))
         return ls_err_prefix(err, "engine: ");
     o->have_engine = 1;
     o->t_engine = now() - t0;
     ls_compare_rule rule = {.tolerance = rc->mode_fast ? rc->compare.max_abs : -1};
     t0 = now();
-    if (ls_compare_with_reference(&o->model, &o->engine, &rule, &o->cmp, err))
+    if (ls_compare_with_reference_on(ref, &o->model, &o->engine, &rule, &o->cmp, err))
         return ls_err_prefix(err, "reference: ");
     o->have_cmp = 1;
     o->t_reference = now() - t0;
@@ -58,7 +72,7 @@ int ls_run_execute(ls_run_config *rc, ls_run_outcome *o, ls_err *err) {
                             (double)S->divergent_tokens > rc->compare.max_divergent_frac * (double)S->tokens
                       : S->divergent_tokens > 0;
     t0 = now();
-    if (o->diverged && localise_some(rc, o, err)) return -1;
+    if (o->diverged && localise_some(rc, &ec, o, err)) return -1;
     o->t_localise = now() - t0;
     if (rc->trace_path) {
         /* the effective configuration (overrides applied), so the trace alone reruns it */
@@ -84,6 +98,7 @@ void ls_run_outcome_free(ls_run_outcome *o) {
     if (o->have_cmp) ls_comparison_free(&o->cmp);
     if (o->have_engine) ls_engine_result_free(&o->engine);
     ls_workload_free(&o->workload);
+    ls_backend_free(o->backend);   /* before the model it copies */
     if (o->have_model) ls_model_free(&o->model);
     memset(o, 0, sizeof *o);
 }

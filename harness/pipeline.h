@@ -13,6 +13,7 @@
 typedef struct ls_run_outcome {
     ls_model model;
     int have_model;
+    struct ls_backend *backend;    /* backend cuda: the device copy of the model; NULL: cpu */
     ls_workload workload;
     ls_engine_result engine;
     int have_engine;

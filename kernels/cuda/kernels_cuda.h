@@ -160,6 +160,12 @@ cudaError_t ls_cuda_state_copy(void *dst_base, const void *src_base, int64_t str
                                const int64_t *src_slots, const int64_t *dst_slots,
                                int64_t n_pairs, int64_t bytes, cudaStream_t stream);
 
+/* Strided fill (debug poison of a state pool): `count` runs of `n` elements of elem_bytes
+ * (4 or 8) bytes, run c starting at element c * stride of p, every element set to the low
+ * elem_bytes bytes of `bits`. One launch; 64-bit indices. */
+cudaError_t ls_cuda_fill_strided(void *p, int64_t elem_bytes, int64_t n, int64_t count,
+                                 int64_t stride, uint64_t bits, cudaStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,51 @@
+/* Internal to the CUDA backend (engine/backend_cuda.c, engine/forward_cuda.c): the device
+ * copy of one model and the buffers a forward step reuses. */
+#ifndef LS_BACKEND_CUDA_H
+#define LS_BACKEND_CUDA_H
+
+#include <stdint.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include "engine/backend.h"
+
+typedef struct ls_cuda_ctx {
+    const ls_model *m;            /* the host model this copy was made from */
+    ls_model dm;                  /* m's structure with DEVICE weight pointers (dm.layers and
+                                   * each layer's experts array are host arrays) */
+    void **moe_w;                 /* per layer: a device array of 3 * E device pointers (every
+                                   * expert's gate, then up, then down weights), or NULL */
+    void **dallocs;               /* every device allocation of the weights */
+    int64_t n_dallocs, cap_dallocs;
+    cudaStream_t stream;          /* everything runs on it, in issue order */
+    cublasHandle_t cublas;        /* fast mode only */
+    int tf32;
+    /* grown on demand, reused by every step */
+    void *scratch;                /* device activations */
+    int64_t scratch_bytes;
+    void *pack_h, *pack_d;        /* one step's tokens, block tables, state pointers: pinned host,
+                                   * uploaded in one copy to its device twin */
+    int64_t pack_h_bytes, pack_d_bytes;
+    void *lp_h;                   /* pinned host: the log-probability rows downloaded */
+    int64_t lp_bytes;
+    void *probe_h;                /* host: probe downloads */
+    int64_t probe_bytes;
+    ls_backend twin;              /* a fast backend's invariant twin (its reference) */
+} ls_cuda_ctx;
+
+/* engine/forward_cuda.c: ls_forward's contract on the device (states, KV in device memory;
+ * tokens, block tables, logprobs in host memory). fast: cuBLAS linears. */
+int ls_cuda_forward(ls_cuda_ctx *x, int fast, const ls_model *m, const ls_kv_cache *kv,
+                    const ls_seq_step *seqs, int64_t n_seqs, const ls_forward_opts *opts,
+                    ls_err *err);
+
+/* "cuda: WHAT: <runtime's message>" into err; returns -1. kernel: the failing call was an
+ * ls_cuda_* kernel wrapper (its own message is added). */
+int ls_cuda_errf(ls_err *err, cudaError_t e, int kernel, const char *what);
+
+/* Grows a device (pinned: 0) or pinned host (pinned: 1) buffer to at least `bytes`; the old
+ * contents are lost. */
+int ls_cuda_grow(void **p, int64_t *have, int64_t bytes, int pinned, ls_err *err);
+
+#endif

@@ -1,0 +1,232 @@
+/* The engine's contract on the GPU: a GPU-sized subset of tests/test_engine_property.c
+ * (the same random configurations: batch limits, block and chunk sizes, cache pressure
+ * down to constant preemption, rollouts 1..16, shared prefixes, slot policies, debug
+ * poison, padded decode batches, both precisions, the three golden models), each run by the
+ * engine on the CUDA backend in invariant mode and compared BIT FOR BIT with the reference
+ * on the same backend. The totals show the mechanisms ran.
+ *
+ * Also: the backend's strided poison fill (one launch over a pool) writes exactly the CPU's
+ * NaN payload into exactly the runs asked for; and, for information, how far the GPU
+ * reference is from the CPU reference on the same tokens (exp/log differ by an ulp).
+ *
+ * LS_CUDA_CONFIGS=n (default 200) configurations starting at seed 0x5eed0000 (the CPU
+ * test's first seeds); `test_cuda_engine SEED` reruns one, verbosely. No GPU: exit 77. */
+#include <inttypes.h>
+#include <math.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cuda_runtime_api.h>
+
+#include "engine/backend.h"
+#include "engine/reference.h"
+#include "tests/check.h"
+#include "tests/engine/engine_util.h"
+
+static ls_model models[2][3];      /* [prec][model] */
+static ls_backend *backends[2][3];
+static const char *model_names[3] = {"jamba-tiny-a", "jamba-tiny-b", "jamba-small-c"};
+
+typedef struct totals {
+    int64_t configs, tokens, preemptions, prefix_hit_tokens, restores, forks, cow, chunked;
+    int64_t padded, high_slot_runs, configs_preempting, configs_hitting, poisoned;
+    double max_gpu_cpu[2];         /* GPU reference vs CPU reference, per precision */
+    int64_t bit_gpu_cpu[2], n_gpu_cpu[2];
+} totals;
+
+/* The CPU property test's configuration generator, verbatim (same seed, same config). */
+static int run_one(uint64_t seed, totals *T, int verbose) {
+    uint64_t rng = seed;
+    int prec = (int)tu_range(&rng, 0, 1);
+    int mi = tu_range(&rng, 0, 9) == 0 ? 2 : (int)tu_range(&rng, 0, 1);
+    const ls_model *m = &models[prec][mi];
+    const ls_backend *bk = backends[prec][mi];
+    ls_engine_config c;
+    ls_engine_config_default(&c);
+    c.block_size = (int64_t[]){1, 2, 3, 4, 8, 16}[tu_range(&rng, 0, 5)];
+    c.prefix_caching = (int)tu_range(&rng, 0, 3) != 0;
+    c.slot_policy = (ls_slot_policy)tu_range(&rng, 0, 3);
+    c.slot_seed = tu_next(&rng);
+    c.max_num_seqs = tu_range(&rng, 1, 12);
+    c.num_state_slots = tu_range(&rng, 1, 16);
+    c.debug_poison = (int)tu_range(&rng, 0, 1);
+    c.pad_decode_to = tu_range(&rng, 0, 2) == 0 ? tu_range(&rng, 2, 4) : 0;
+    int64_t prompts = tu_range(&rng, 1, 6);
+    int64_t rollouts = tu_range(&rng, 0, 3) == 0 ? tu_range(&rng, 8, 16) : tu_range(&rng, 1, 4);
+    if (prompts * rollouts > 32) prompts = 32 / rollouts > 0 ? 32 / rollouts : 1;
+    int64_t len_lo = tu_range(&rng, 1, 12), len_hi = len_lo + tu_range(&rng, 0, 20);
+    int64_t shared = tu_range(&rng, 0, 1) ? tu_range(&rng, 0, len_lo) : 0;
+    int64_t max_new = tu_range(&rng, 1, 8);
+    int64_t max_len = len_hi + max_new;
+    c.max_batched_tokens = tu_range(&rng, 0, 3) == 0 ? tu_range(&rng, 1, 4) : tu_range(&rng, 4, 64);
+    if (c.prefix_caching && c.max_batched_tokens < c.block_size) c.max_batched_tokens = c.block_size;
+    c.max_chunk = tu_range(&rng, 0, 1) ? 0 : tu_range(&rng, 1, 16);
+    if (c.prefix_caching && c.max_chunk && c.max_chunk < c.block_size) c.max_chunk = c.block_size;
+    int64_t per_seq = (max_len + c.block_size - 1) / c.block_size + 1;
+    c.num_blocks = tu_range(&rng, 0, 2) == 0
+                       ? per_seq + tu_range(&rng, 0, per_seq)
+                       : per_seq * tu_range(&rng, 1, 2) + tu_range(&rng, 0, per_seq * prompts * rollouts);
+    c.num_snapshots = tu_range(&rng, 1, 32);
+    ls_sampling smp = {.temperature = tu_range(&rng, 0, 3) == 0 ? 0.0 : 1.0,
+                       .top_k = tu_range(&rng, 0, 1) ? 0 : tu_range(&rng, 1, 20),
+                       .top_p = tu_range(&rng, 0, 1) ? 1.0 : 0.9};
+    int64_t stagger = tu_range(&rng, 0, 1) ? 0 : tu_range(&rng, 1, 3);
+    c.backend = bk;
+    ls_workload wl;
+    ls_err err = {{0}};
+    if (tu_workload(&rng, m->cfg.vocab_size, prompts, len_lo, len_hi, shared, 2, rollouts, max_new,
+                    stagger, smp, &wl)) {
+        fprintf(stderr, "seed %" PRIu64 ": out of memory\n", seed);
+        return -1;
+    }
+    ls_engine_result res;
+    int rc = ls_engine_config_resolve(&c, m, &err);
+    if (rc == 0) rc = ls_engine_run(m, &c, &wl, &res, &err);
+    if (rc) {
+        CHECKF(0, "seed %" PRIu64 ": engine failed: %s", seed, err.msg);
+        ls_workload_free(&wl);
+        return -1;
+    }
+    ls_comparison cmp;
+    ls_compare_rule rule = {.tolerance = -1};
+    rc = ls_compare_with_reference_on(bk, m, &res, &rule, &cmp, &err);
+    CHECKF(rc == 0, "seed %" PRIu64 ": reference failed: %s", seed, err.msg);
+    int64_t expect_tokens = 0;
+    for (int64_t r = 0; r < wl.n_requests; r++)
+        expect_tokens += wl.requests[r].n_rollouts * wl.requests[r].max_new_tokens;
+    if (rc == 0) {
+        CHECKF(cmp.sum.tokens == expect_tokens, "seed %" PRIu64 ": %lld tokens compared, expected %lld",
+               seed, (long long)cmp.sum.tokens, (long long)expect_tokens);
+        CHECKF(cmp.sum.divergent_tokens == 0,
+               "seed %" PRIu64 " (%s %s, cuda): %lld of %lld tokens differ from the GPU reference; first: "
+               "seq %lld position %lld (max |d| %.3g); rerun: test_cuda_engine %" PRIu64,
+               seed, model_names[mi], prec ? "fp64" : "fp32", (long long)cmp.sum.divergent_tokens,
+               (long long)cmp.sum.tokens, (long long)cmp.sum.first_seq,
+               (long long)cmp.sum.first_position, cmp.sum.max_abs, seed);
+        T->tokens += cmp.sum.tokens;
+        ls_comparison_free(&cmp);
+    }
+    /* for information: the GPU reference against the CPU reference on the first sequence */
+    if (res.n_seqs > 0) {
+        const ls_engine_seq *q = &res.seqs[0];
+        double *g = malloc((size_t)q->len * sizeof *g), *h = malloc((size_t)q->len * sizeof *h);
+        if (g && h && ls_reference_logprobs_on(bk, m, q->tokens, q->len, NULL, g, NULL, &err) == 0 &&
+            ls_reference_logprobs(m, q->tokens, q->len, NULL, h, &err) == 0)
+            for (int64_t t = 0; t + 1 < q->len; t++) {
+                double d = fabs(g[t] - h[t]);
+                if (!(d <= T->max_gpu_cpu[prec])) T->max_gpu_cpu[prec] = d;
+                T->bit_gpu_cpu[prec] += memcmp(&g[t], &h[t], sizeof(double)) == 0;
+                T->n_gpu_cpu[prec]++;
+            }
+        free(g);
+        free(h);
+    }
+    const ls_engine_stats *s = &res.stats;
+    if (verbose)
+        fprintf(stderr, "seed %" PRIu64 ": %s %s steps %lld preempt %lld hits %lld restores %lld forks %lld "
+                "cow %lld chunked %lld padded %lld max slot %lld\n", seed, model_names[mi],
+                prec ? "fp64" : "fp32", (long long)s->steps, (long long)s->preemptions,
+                (long long)s->prefix_hit_tokens, (long long)s->snapshot_restores, (long long)s->forks,
+                (long long)s->cow_copies, (long long)s->chunked_prefills, (long long)s->padded_rows,
+                (long long)s->max_slot_used);
+    T->configs++;
+    T->preemptions += s->preemptions;
+    T->prefix_hit_tokens += s->prefix_hit_tokens;
+    T->restores += s->snapshot_restores;
+    T->forks += s->forks;
+    T->cow += s->cow_copies;
+    T->chunked += s->chunked_prefills;
+    T->padded += s->padded_rows;
+    T->high_slot_runs += s->max_slot_used >= 8;
+    T->configs_preempting += s->preemptions > 0;
+    T->configs_hitting += s->snapshot_restores > 0;
+    T->poisoned += c.debug_poison;
+    ls_engine_result_free(&res);
+    ls_workload_free(&wl);
+    return 0;
+}
+
+/* The poison fill: runs of n elements every `stride`, the CPU's payload, nothing else. */
+static void check_poison(const ls_backend *bk) {
+    for (int es = 4; es <= 8; es += 4) {
+        const int64_t n = 37, count = 1001, stride = 100, total = count * stride;
+        ls_err err = {{0}};
+        void *d = bk->ops->alloc(bk, total * es, &err);
+        CHECKF(d != NULL, "alloc: %s", err.msg);
+        if (!d) return;
+        CHECKF(bk->ops->poison(bk, (char *)d + 3 * es, es, n, count - 1, stride, &err) == 0, "%s", err.msg);
+        unsigned char *h = malloc((size_t)(total * es)), *want = calloc((size_t)(total * es), 1);
+        cudaDeviceSynchronize();
+        CHECK(cudaMemcpy(h, d, (size_t)(total * es), cudaMemcpyDeviceToHost) == cudaSuccess);
+        for (int64_t c = 0; c < count - 1; c++) {
+            char *p = (char *)want + (3 + c * stride) * es;
+            if (es == 8) ls_poison_f64((double *)p, n);
+            else ls_poison_f32((float *)p, n);
+        }
+        CHECKF(memcmp(h, want, (size_t)(total * es)) == 0, "poison fill (%d-byte elements) differs from the CPU's", es);
+        free(h);
+        free(want);
+        bk->ops->release(bk, d);
+    }
+}
+
+int main(int argc, char **argv) {
+    if (!ls_backend_cuda_available()) {
+        fprintf(stderr, "no CUDA device (or built without CUDA): skipped\n");
+        _exit(77);
+    }
+    const char *root = getenv("LS_SOURCE_ROOT");
+    if (!root) root = ".";
+    for (int p = 0; p < 2; p++)
+        for (int i = 0; i < 3; i++) {
+            char dir[4096];
+            ls_err err = {{0}};
+            snprintf(dir, sizeof dir, "%s/golden/%s", root, model_names[i]);
+            if (ls_model_load(dir, p ? LS_F64 : LS_F32, &models[p][i], &err) ||
+                ls_backend_cuda_create(&models[p][i], 0, 0, &backends[p][i], &err)) {
+                fprintf(stderr, "%s\n", err.msg);
+                return 1;
+            }
+        }
+    check_poison(backends[0][0]);
+    totals T = {0};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (argc > 1) {
+        run_one(strtoull(argv[1], NULL, 10), &T, 1);
+    } else {
+        const char *nc = getenv("LS_CUDA_CONFIGS");
+        int64_t n = nc ? strtoll(nc, NULL, 10) : 200;
+        for (int64_t i = 0; i < n; i++) run_one(0x5eed0000ULL + (uint64_t)i, &T, 0);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        fprintf(stderr, "cuda invariant: %lld configurations, %lld tokens compared bitwise (GPU engine vs GPU "
+                "reference) in %.1f s\n", (long long)T.configs, (long long)T.tokens,
+                (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+        fprintf(stderr, "mechanisms: preemptions %lld (in %lld configs), prefix-hit tokens %lld, snapshot "
+                "restores %lld (in %lld configs), forks %lld, copy-on-write %lld, chunked prefills %lld, "
+                "padded rows %lld, configs using slot >= 8: %lld, with debug poison: %lld\n",
+                (long long)T.preemptions, (long long)T.configs_preempting, (long long)T.prefix_hit_tokens,
+                (long long)T.restores, (long long)T.configs_hitting, (long long)T.forks, (long long)T.cow,
+                (long long)T.chunked, (long long)T.padded, (long long)T.high_slot_runs, (long long)T.poisoned);
+        for (int p = 0; p < 2; p++)
+            fprintf(stderr, "GPU reference vs CPU reference (%s, information): %lld tokens, %lld bitwise equal, "
+                    "max |d| %.3g\n", p ? "fp64" : "fp32", (long long)T.n_gpu_cpu[p],
+                    (long long)T.bit_gpu_cpu[p], T.max_gpu_cpu[p]);
+        CHECK(T.configs == n);
+        if (n >= 100) {
+            CHECK(T.configs_preempting >= n / 10);
+            CHECK(T.configs_hitting >= n / 20);
+            CHECK(T.forks >= n / 4);
+            CHECK(T.cow >= n / 4);
+            CHECK(T.chunked >= n / 4);
+            CHECK(T.padded > 0);
+            CHECK(T.high_slot_runs >= n / 20);
+        }
+    }
+    for (int p = 0; p < 2; p++)
+        for (int i = 0; i < 3; i++) {
+            ls_backend_free(backends[p][i]);
+            ls_model_free(&models[p][i]);
+        }
+    return check_status();
+}
