@@ -14,6 +14,7 @@
 
 #include "engine/reference.h"
 #include "harness/commands.h"
+#include "harness/logprob_file.h"
 #include "harness/pipeline.h"
 #include "harness/tokens_file.h"
 #include "ls_build.h"
@@ -113,57 +114,39 @@ static int read_lines(const char *path, ls_token_seqs *t, int64_t vocab, ls_err 
     return rc;
 }
 
-static double *parse_doubles(const char *line, int64_t *n) {
-    double *v = malloc((strlen(line) / 2 + 2) * sizeof(double));
-    *n = 0;
-    if (!v) return NULL;
-    const char *p = line;
-    char *end;
-    for (;;) {
-        double x = strtod(p, &end);
-        if (end == p) break;
-        v[(*n)++] = x;
-        p = end;
-    }
-    return v;
-}
-
 static int golden_model(gate *g, const char *dir, double max_abs, gcase *c) {
     ls_model m;
     ls_err err = {{0}};
     char path[4200];
     if (ls_model_load(dir, LS_F64, &m, &err)) { snprintf(c->failure, sizeof c->failure, "%s", err.msg); return 0; }
     ls_token_seqs toks = {0};
-    snprintf(path, sizeof path, "%s/tokens.txt", dir);
-    FILE *f = NULL;
-    double worst = 0;
+    ls_logprob_file want = {0};
+    double worst = 0, *got = NULL;
     int64_t count = 0;
+    snprintf(path, sizeof path, "%s/tokens.txt", dir);
     if (read_lines(path, &toks, m.cfg.vocab_size, &err)) { snprintf(c->failure, sizeof c->failure, "%s", err.msg); goto out; }
     snprintf(path, sizeof path, "%s/logprobs_fp64.txt", dir);
-    f = fopen(path, "r");
-    if (!f) { snprintf(c->failure, sizeof c->failure, "%s: cannot open", path); goto out; }
-    char *line = NULL;
-    size_t cap = 0;
+    if (ls_logprob_file_read(path, &want, &err)) { snprintf(c->failure, sizeof c->failure, "%s", err.msg); goto out; }
+    if (want.n != toks.n) {
+        snprintf(c->failure, sizeof c->failure, "%s: %lld lines for %lld sequences", path,
+                 (long long)want.n, (long long)toks.n);
+        goto out;
+    }
     for (int64_t s = 0; s < toks.n; s++) {
-        if (getline(&line, &cap, f) < 0) { snprintf(c->failure, sizeof c->failure, "%s: fewer lines than tokens.txt", path); break; }
-        int64_t n;
-        double *want = parse_doubles(line, &n);
-        double *got = malloc((size_t)toks.lens[s] * sizeof(double));
-        if (!want || !got || n != toks.lens[s] - 1 ||
+        free(got);
+        got = malloc((size_t)toks.lens[s] * sizeof(double));
+        if (!got || want.counts[s] != toks.lens[s] - 1 ||
             ls_reference_logprobs(&m, toks.seqs[s], toks.lens[s], NULL, got, &err)) {
             snprintf(c->failure, sizeof c->failure, "%s line %lld: %s", path, (long long)s + 1,
                      err.msg[0] ? err.msg : "wrong number of values");
-            free(want); free(got);
             break;
         }
-        for (int64_t i = 0; i < n; i++) {
-            double d = fabs(got[i] - want[i]);
+        for (int64_t i = 0; i < want.counts[s]; i++) {
+            double d = fabs(got[i] - want.vals[s][i]);
             if (!(d <= worst)) worst = d;
         }
-        count += n;
-        free(want); free(got);
+        count += want.counts[s];
     }
-    free(line);
     if (!c->failure[0] && !(worst <= max_abs))
         snprintf(c->failure, sizeof c->failure, "max |reference - transformers| = %.3g > %.3g over %lld tokens",
                  worst, max_abs, (long long)count);
@@ -171,7 +154,8 @@ static int golden_model(gate *g, const char *dir, double max_abs, gcase *c) {
         snprintf(c->name + strlen(c->name), sizeof c->name - strlen(c->name), " [%lld tokens, max |d| %.2g]",
                  (long long)count, worst);
 out:
-    if (f) fclose(f);
+    free(got);
+    ls_logprob_file_free(&want);
     ls_tokens_free(&toks);
     ls_model_free(&m);
     (void)g;

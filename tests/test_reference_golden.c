@@ -9,80 +9,14 @@
 #include <string.h>
 
 #include "engine/reference.h"
+#include "harness/logprob_file.h"
 #include "harness/tokens_file.h"
 #include "tests/check.h"
 
-/* One logprob file: a line per sequence (blank for L = 1), %.17g values. */
-typedef struct lp_file {
-    double **vals;
-    int64_t *counts;
-    int64_t n;
-} lp_file;
-
-static void lp_free(lp_file *f) {
-    for (int64_t i = 0; i < f->n; i++) free(f->vals[i]);
-    free(f->vals);
-    free(f->counts);
-    memset(f, 0, sizeof *f);
-}
-
-/* Reads every line, blank ones included: line i is sequence i. Returns -1 on a read or
- * parse error (reported with file:line). */
-static int lp_read(const char *path, lp_file *out) {
-    memset(out, 0, sizeof *out);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "%s: cannot open\n", path);
-        return -1;
-    }
-    char *line = NULL;
-    size_t cap = 0;
-    int rc = 0;
-    while (getline(&line, &cap, f) >= 0) {
-        int64_t n = out->n + 1;
-        double **nv = realloc(out->vals, (size_t)n * sizeof *nv);
-        if (nv) out->vals = nv;
-        int64_t *nc = realloc(out->counts, (size_t)n * sizeof *nc);
-        if (nc) out->counts = nc;
-        if (!nv || !nc) { rc = -1; break; }
-        out->vals[out->n] = NULL;
-        out->counts[out->n] = 0;
-        out->n = n;
-        int64_t vcap = 0;
-        char *p = line;
-        for (;;) {
-            while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
-            if (!*p) break;
-            char *end;
-            double v = strtod(p, &end);
-            if (end == p) {
-                fprintf(stderr, "%s:%lld: not a number: '%.20s'\n", path, (long long)n, p);
-                rc = -1;
-                break;
-            }
-            int64_t i = out->counts[n - 1];
-            if (i == vcap) {
-                vcap = vcap ? 2 * vcap : 64;
-                double *g = realloc(out->vals[n - 1], (size_t)vcap * sizeof *g);
-                if (!g) { rc = -1; break; }
-                out->vals[n - 1] = g;
-            }
-            out->vals[n - 1][i] = v;
-            out->counts[n - 1] = i + 1;
-            p = end;
-        }
-        if (rc) break;
-    }
-    free(line);
-    if (ferror(f)) rc = -1;
-    fclose(f);
-    if (rc) lp_free(out);
-    return rc;
-}
 
 /* Compares one model in one precision with one golden file; returns max |delta|. */
 static double compare(const char *model_name, const char *prec_name, const char *golden_name,
-                      const ls_token_seqs *seqs, double *const *got, const lp_file *gold,
+                      const ls_token_seqs *seqs, double *const *got, const ls_logprob_file *gold,
                       double tol) {
     double maxd = 0;
     int64_t worst_seq = -1, worst_tok = -1, bad = 0, total = 0;
@@ -136,13 +70,13 @@ static void run_model(const char *src, const char *name) {
     if (rc) return;
     CHECKF(seqs.n > 0, "%s: no sequences", path);
 
-    lp_file gold64, native;
+    ls_logprob_file gold64, native;
     snprintf(path, sizeof path, "%s/logprobs_fp64.txt", dir);
-    int rc64 = lp_read(path, &gold64);
-    CHECKF(rc64 == 0, "%s: cannot read", path);
+    int rc64 = ls_logprob_file_read(path, &gold64, &err);
+    CHECKF(rc64 == 0, "%s", err.msg);
     snprintf(path, sizeof path, "%s/logprobs_hf_native.txt", dir);
-    int rcn = lp_read(path, &native);
-    CHECKF(rcn == 0, "%s: cannot read", path);
+    int rcn = ls_logprob_file_read(path, &native, &err);
+    CHECKF(rcn == 0, "%s", err.msg);
 
     for (int p = 0; p < 2; p++) {
         ls_prec prec = p == 0 ? LS_F64 : LS_F32;
@@ -182,8 +116,8 @@ static void run_model(const char *src, const char *name) {
         free(got);
         ls_model_free(&m);
     }
-    if (rc64 == 0) lp_free(&gold64);
-    if (rcn == 0) lp_free(&native);
+    if (rc64 == 0) ls_logprob_file_free(&gold64);
+    if (rcn == 0) ls_logprob_file_free(&native);
     ls_tokens_free(&seqs);
 }
 
