@@ -21,55 +21,25 @@ typedef struct totals {
 } totals;
 
 static int run_one(uint64_t seed, totals *T, int verbose) {
-    uint64_t rng = seed;
-    int prec = (int)tu_range(&rng, 0, 1);
-    int mi = tu_range(&rng, 0, 9) == 0 ? 2 : (int)tu_range(&rng, 0, 1);   /* small-c: rarely (slow) */
+    int64_t vocab[3];
+    for (int i = 0; i < 3; i++) vocab[i] = models[0][i].cfg.vocab_size;
+    tu_case k;
+    if (tu_random_case(seed, vocab, &k)) {
+        fprintf(stderr, "seed %" PRIu64 ": out of memory\n", seed);
+        return -1;
+    }
+    int prec = k.prec, mi = k.model;
     const ls_model *m = &models[prec][mi];
-    ls_engine_config c;
-    ls_engine_config_default(&c);
-    c.block_size = (int64_t[]){1, 2, 3, 4, 8, 16}[tu_range(&rng, 0, 5)];
-    c.prefix_caching = (int)tu_range(&rng, 0, 3) != 0;
-    c.slot_policy = (ls_slot_policy)tu_range(&rng, 0, 3);
-    c.slot_seed = tu_next(&rng);
-    c.max_num_seqs = tu_range(&rng, 1, 12);
-    c.num_state_slots = tu_range(&rng, 1, 16);
-    c.debug_poison = (int)tu_range(&rng, 0, 1);
-    c.pad_decode_to = tu_range(&rng, 0, 2) == 0 ? tu_range(&rng, 2, 4) : 0;
-    int64_t prompts = tu_range(&rng, 1, 6);
-    int64_t rollouts = tu_range(&rng, 0, 3) == 0 ? tu_range(&rng, 8, 16) : tu_range(&rng, 1, 4);
-    if (prompts * rollouts > 32) prompts = 32 / rollouts > 0 ? 32 / rollouts : 1;
-    int64_t len_lo = tu_range(&rng, 1, 12), len_hi = len_lo + tu_range(&rng, 0, 20);
-    int64_t shared = tu_range(&rng, 0, 1) ? tu_range(&rng, 0, len_lo) : 0;
-    int64_t max_new = tu_range(&rng, 1, 8);
-    int64_t max_len = len_hi + max_new;
-    c.max_batched_tokens = tu_range(&rng, 0, 3) == 0 ? tu_range(&rng, 1, 4) : tu_range(&rng, 4, 64);
-    if (c.prefix_caching && c.max_batched_tokens < c.block_size) c.max_batched_tokens = c.block_size;
-    c.max_chunk = tu_range(&rng, 0, 1) ? 0 : tu_range(&rng, 1, 16);
-    if (c.prefix_caching && c.max_chunk && c.max_chunk < c.block_size) c.max_chunk = c.block_size;
-    /* cache pressure: from one sequence's worth of blocks to plenty */
-    int64_t per_seq = (max_len + c.block_size - 1) / c.block_size + 1;
-    c.num_blocks = tu_range(&rng, 0, 2) == 0
-                       ? per_seq + tu_range(&rng, 0, per_seq)        /* constant preemption */
-                       : per_seq * tu_range(&rng, 1, 2) + tu_range(&rng, 0, per_seq * prompts * rollouts);
-    c.num_snapshots = tu_range(&rng, 1, 32);
+    ls_engine_config c = k.cfg;
+    ls_workload wl = k.wl;
+    ls_err err = {{0}};
     /* LS_PLANT=fault_name plants one fault everywhere: then this test must FAIL (a check
-     * of the checker; see docs/testing.md). */
+     * of the checker; see README.md, "What is checked"). */
     const char *plant = getenv("LS_PLANT");
     ls_fault pf;
     if (plant && ls_fault_parse(plant, &pf) == 0) {
         c.faults.on[pf] = 1;
         c.faults.narrow_bits = 8;
-    }
-    ls_sampling smp = {.temperature = tu_range(&rng, 0, 3) == 0 ? 0.0 : 1.0,
-                       .top_k = tu_range(&rng, 0, 1) ? 0 : tu_range(&rng, 1, 20),
-                       .top_p = tu_range(&rng, 0, 1) ? 1.0 : 0.9};
-    int64_t stagger = tu_range(&rng, 0, 1) ? 0 : tu_range(&rng, 1, 3);
-    ls_workload wl;
-    ls_err err = {{0}};
-    if (tu_workload(&rng, m->cfg.vocab_size, prompts, len_lo, len_hi, shared, 2, rollouts, max_new,
-                    stagger, smp, &wl)) {
-        fprintf(stderr, "seed %" PRIu64 ": out of memory\n", seed);
-        return -1;
     }
     ls_engine_result res;
     int rc = ls_engine_config_resolve(&c, m, &err);

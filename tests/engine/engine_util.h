@@ -48,4 +48,55 @@ static inline int tu_workload(uint64_t *rng, int64_t vocab, int64_t prompts, int
     return 0;
 }
 
+/* A random engine case, drawn from `seed` alone: which golden model (0 tiny-a, 1 tiny-b,
+ * 2 small-c, rarely: it is slow) and precision (0 fp32, 1 fp64), an engine configuration
+ * (batch limits, block and chunk sizes, cache pressure down to constant preemption, slot
+ * policy, poisoning, padding) and a workload (1..6 prompts, rollouts 1..16, shared
+ * prefixes, sampling, staggered arrivals). The CPU property test and its GPU subset draw
+ * the same cases from the same seeds. vocab[model] is each model's vocabulary size. */
+typedef struct tu_case {
+    int prec, model;
+    ls_engine_config cfg;
+    ls_workload wl;
+} tu_case;
+
+static inline int tu_random_case(uint64_t seed, const int64_t vocab[3], tu_case *k) {
+    uint64_t rng = seed;
+    k->prec = (int)tu_range(&rng, 0, 1);
+    k->model = tu_range(&rng, 0, 9) == 0 ? 2 : (int)tu_range(&rng, 0, 1);
+    ls_engine_config *c = &k->cfg;
+    ls_engine_config_default(c);
+    c->block_size = (int64_t[]){1, 2, 3, 4, 8, 16}[tu_range(&rng, 0, 5)];
+    c->prefix_caching = (int)tu_range(&rng, 0, 3) != 0;
+    c->slot_policy = (ls_slot_policy)tu_range(&rng, 0, 3);
+    c->slot_seed = tu_next(&rng);
+    c->max_num_seqs = tu_range(&rng, 1, 12);
+    c->num_state_slots = tu_range(&rng, 1, 16);
+    c->debug_poison = (int)tu_range(&rng, 0, 1);
+    c->pad_decode_to = tu_range(&rng, 0, 2) == 0 ? tu_range(&rng, 2, 4) : 0;
+    int64_t prompts = tu_range(&rng, 1, 6);
+    int64_t rollouts = tu_range(&rng, 0, 3) == 0 ? tu_range(&rng, 8, 16) : tu_range(&rng, 1, 4);
+    if (prompts * rollouts > 32) prompts = 32 / rollouts > 0 ? 32 / rollouts : 1;
+    int64_t len_lo = tu_range(&rng, 1, 12), len_hi = len_lo + tu_range(&rng, 0, 20);
+    int64_t shared = tu_range(&rng, 0, 1) ? tu_range(&rng, 0, len_lo) : 0;
+    int64_t max_new = tu_range(&rng, 1, 8);
+    int64_t max_len = len_hi + max_new;
+    c->max_batched_tokens = tu_range(&rng, 0, 3) == 0 ? tu_range(&rng, 1, 4) : tu_range(&rng, 4, 64);
+    if (c->prefix_caching && c->max_batched_tokens < c->block_size) c->max_batched_tokens = c->block_size;
+    c->max_chunk = tu_range(&rng, 0, 1) ? 0 : tu_range(&rng, 1, 16);
+    if (c->prefix_caching && c->max_chunk && c->max_chunk < c->block_size) c->max_chunk = c->block_size;
+    /* cache pressure: from one sequence's worth of blocks to plenty */
+    int64_t per_seq = (max_len + c->block_size - 1) / c->block_size + 1;
+    c->num_blocks = tu_range(&rng, 0, 2) == 0
+                        ? per_seq + tu_range(&rng, 0, per_seq)        /* constant preemption */
+                        : per_seq * tu_range(&rng, 1, 2) + tu_range(&rng, 0, per_seq * prompts * rollouts);
+    c->num_snapshots = tu_range(&rng, 1, 32);
+    ls_sampling smp = {.temperature = tu_range(&rng, 0, 3) == 0 ? 0.0 : 1.0,
+                       .top_k = tu_range(&rng, 0, 1) ? 0 : tu_range(&rng, 1, 20),
+                       .top_p = tu_range(&rng, 0, 1) ? 1.0 : 0.9};
+    int64_t stagger = tu_range(&rng, 0, 1) ? 0 : tu_range(&rng, 1, 3);
+    return tu_workload(&rng, vocab[k->model], prompts, len_lo, len_hi, shared, 2, rollouts, max_new,
+                       stagger, smp, &k->wl);
+}
+
 #endif
