@@ -113,18 +113,7 @@ static int attr_i64(hid_t loc, const char *name, int64_t *v) {
     return H5Aexists(loc, name) > 0 && ls_h5_attr_i64(loc, name, v) == 0;
 }
 
-static int64_t dataset_rows(hid_t loc, const char *name) {
-    if (H5Lexists(loc, name, H5P_DEFAULT) <= 0) return -1;
-    hid_t ds = H5Dopen2(loc, name, H5P_DEFAULT), sp = -1;
-    int64_t n = -1;
-    hsize_t dims[1];
-    if (ds >= 0 && (sp = H5Dget_space(ds)) >= 0 && H5Sget_simple_extent_ndims(sp) == 1 &&
-        H5Sget_simple_extent_dims(sp, dims, NULL) == 1)
-        n = (int64_t)dims[0];
-    if (sp >= 0) H5Sclose(sp);
-    if (ds >= 0) H5Dclose(ds);
-    return n;
-}
+static int64_t dataset_rows(hid_t loc, const char *name) { return ls_h5_rows(loc, name); }
 
 /* ---- one trace's data --------------------------------------------------------------- */
 

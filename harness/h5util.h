@@ -24,4 +24,7 @@ int ls_h5_attr_i64(hid_t loc, const char *name, int64_t *out);
 int ls_h5_write_str(hid_t loc, const char *name, const char *value);
 int ls_h5_write_i64(hid_t loc, const char *name, int64_t value);
 
+/* Rows of the 1-D dataset `name` under loc, -1 if absent or not 1-D. */
+int64_t ls_h5_rows(hid_t loc, const char *name);
+
 #endif

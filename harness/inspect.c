@@ -59,17 +59,12 @@ static double get_f64(reader *r, hid_t loc, const char *name, int *rc) {
 
 /* Rows of a 1-D dataset, -1 if absent or not 1-D. */
 static int64_t rows_of(reader *r, const char *name) {
-    char what[128];
-    snprintf(what, sizeof what, "dataset /%s missing or unreadable", name);
-    hid_t ds = H5Dopen2(r->file, name, H5P_DEFAULT), sp = -1;
-    int64_t n = -1;
-    hsize_t dims[1];
-    if (ds >= 0 && (sp = H5Dget_space(ds)) >= 0 && H5Sget_simple_extent_ndims(sp) == 1 &&
-        H5Sget_simple_extent_dims(sp, dims, NULL) == 1)
-        n = (int64_t)dims[0];
-    if (sp >= 0) H5Sclose(sp);
-    if (ds >= 0) H5Dclose(ds);
-    if (n < 0) bad(r, what);
+    int64_t n = ls_h5_rows(r->file, name);
+    if (n < 0) {
+        char what[128];
+        snprintf(what, sizeof what, "dataset /%s missing or unreadable", name);
+        bad(r, what);
+    }
     return n;
 }
 
