@@ -1,0 +1,487 @@
+/* Engine decode throughput on the GPU against the HBM roofline and transformers (docs/gpu.md,
+ * "Benchmark"). Run on the GPU machine through tools/gpu/bench.sh.
+ *
+ *   bench_gpu MODEL_DIR [--batches 1,16,64,256] [--modes invariant,fast,tf32] [--prompt 16]
+ *             [--new 64] [--warm 8] [--hf FILE] [--no-profile]
+ *
+ * The model is loaded in fp32 (the engine converts the BF16 checkpoint at load: every weight,
+ * state, KV row and activation it touches is 4 bytes). For each mode (invariant: our
+ * fixed-order kernels; fast: cuBLAS fp32 pedantic; tf32: cuBLAS TF32 tensor cores) and batch
+ * B, the workload is B prompts of PROMPT random tokens, one rollout each, all admitted at
+ * once (max_num_seqs = B, the whole prefill in one step), decoded in steps of batch B.
+ * Decode time = time(ls_engine_run with WARM + NEW new tokens) - time(the same with WARM new
+ * tokens): the prefill, the cache allocation and the first WARM decode steps cancel, what is
+ * left is NEW full decode steps of the real engine (scheduler, forward, logprob download,
+ * host sampling). tokens/s = B * NEW / that time.
+ *
+ * Roofline per decode step = bytes / measured bandwidth, bytes = weights read once (all
+ * non-expert matrices, B embedding rows, the expected number of distinct experts touched per
+ * MoE layer under uniform routing, E (1 - (1 - k/E)^B)) + Mamba states read and written +
+ * KV read at the mean decode length (+ the new KV rows written). Counted at 4 bytes (what
+ * this engine moves) and at 2 bytes (a bf16 engine, for comparison).
+ *
+ * --hf FILE: lines "BATCH TOKENS_PER_S" from tools/gpu/bench_transformers.py.
+ * The profile (unless --no-profile): the same step's pieces timed alone with CUDA events on
+ * the real device weights: every linear (fast mode: cuBLAS for the dense ones), the MoE
+ * expert linears, the lm_head, the logsoftmax and the logprob download. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cuda_runtime_api.h>
+
+#include "engine/backend.h"
+#include "engine/backend_cuda.h"
+#include "engine/engine.h"
+#include "kernels/cuda/kernels_cuda.h"
+#include "tests/engine/engine_util.h"
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+#define CU(x)                                                                                 \
+    do {                                                                                      \
+        cudaError_t e_ = (x);                                                                 \
+        if (e_ != cudaSuccess) {                                                              \
+            fprintf(stderr, "%s:%d: %s: %s %s\n", __FILE__, __LINE__, #x,                    \
+                    cudaGetErrorString(e_), ls_cuda_error_message());                         \
+            exit(2);                                                                          \
+        }                                                                                     \
+    } while (0)
+
+/* HBM bandwidth: a device-to-device copy of 2 GiB (2 GiB read + 2 GiB written), best of 10. */
+static double measure_bw(void) {
+    size_t n = (size_t)2 << 30;
+    void *a, *b;
+    CU(cudaMalloc(&a, n));
+    CU(cudaMalloc(&b, n));
+    CU(cudaMemset(a, 1, n));
+    CU(cudaMemset(b, 0, n));
+    cudaEvent_t e0, e1;
+    CU(cudaEventCreate(&e0));
+    CU(cudaEventCreate(&e1));
+    CU(cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice));
+    float best = 1e30f;
+    for (int i = 0; i < 10; i++) {
+        CU(cudaEventRecord(e0, 0));
+        CU(cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice));
+        CU(cudaEventRecord(e1, 0));
+        CU(cudaEventSynchronize(e1));
+        float ms;
+        CU(cudaEventElapsedTime(&ms, e0, e1));
+        if (ms < best) best = ms;  /* float */
+    }
+    cudaFree(a);
+    cudaFree(b);
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    return 2.0 * (double)n / ((double)best * 1e-3);
+}
+
+static int64_t lin_params(const ls_linear *L) { return L->out * L->in + (L->b ? L->out : 0); }
+
+typedef struct bytes_t {
+    double weights, states, kv;   /* elements, not bytes */
+} bytes_t;
+
+/* Elements moved by one decode step at batch B with mean KV length len. */
+static bytes_t step_elems(const ls_model *m, int64_t B, double len) {
+    const ls_model_config *c = &m->cfg;
+    bytes_t r = {0, 0, 0};
+    r.weights += (double)(B * c->hidden_size) + (double)c->hidden_size;   /* embed rows, final norm */
+    r.weights += (double)lin_params(&m->lm_head);
+    int64_t kv_dim = c->num_kv_heads * c->head_dim;
+    for (int64_t l = 0; l < c->num_layers; l++) {
+        const ls_layer_w *L = &m->layers[l];
+        r.weights += 2.0 * (double)c->hidden_size;
+        if (c->layer_kind[l] == LS_LAYER_MAMBA) {
+            int64_t di = c->mamba_d_inner, N = c->mamba_d_state;
+            r.weights += (double)(lin_params(&L->in_proj) + lin_params(&L->x_proj) +
+                                  lin_params(&L->dt_proj) + lin_params(&L->out_proj));
+            r.weights += (double)(di * c->mamba_d_conv + (L->conv_b ? di : 0) + di * N + di +
+                                  c->mamba_dt_rank + 2 * N);
+            r.states += 2.0 * (double)B * (double)(di * (c->mamba_d_conv - 1) + di * N);
+        } else {
+            r.weights += (double)(lin_params(&L->q) + lin_params(&L->k) + lin_params(&L->v) +
+                                  lin_params(&L->o));
+            r.kv += (double)B * (2.0 * len * (double)kv_dim + 2.0 * (double)kv_dim);
+        }
+        const ls_mlp_w *e = &L->experts[0];
+        double per = (double)(lin_params(&e->gate) + lin_params(&e->up) + lin_params(&e->down));
+        if (L->n_experts == 1) {
+            r.weights += per;
+        } else {
+            double E = (double)L->n_experts, k = (double)c->num_experts_per_tok;
+            double touched = E * (1.0 - pow(1.0 - k / E, (double)B));
+            r.weights += (double)lin_params(&L->router) + touched * per;
+        }
+    }
+    return r;
+}
+
+/* A timing wrapper around a backend: the engine runs on it, each op goes to the real backend
+ * and its wall time is added up. The forward ends synchronised (it downloads the logprob rows
+ * to host memory), so its wall time is its GPU time plus launch gaps. Copies (fork, snapshot,
+ * restore) are NOT synchronised (that would change what is measured): their time is the host
+ * time to issue them; their GPU time lands in the next forward. */
+static const ls_backend *g_real;
+static double g_fwd_s, g_copy_s;
+static int64_t g_fwd_calls, g_copy_calls;
+static void *w_alloc(const ls_backend *b, int64_t n, ls_err *e) { (void)b; return g_real->ops->alloc(g_real, n, e); }
+static void w_release(const ls_backend *b, void *p) { (void)b; g_real->ops->release(g_real, p); }
+static int w_copy(const ls_backend *b, void *d, const void *s, int64_t n, ls_err *e) {
+    (void)b;
+    double t = now();
+    int rc = g_real->ops->copy(g_real, d, s, n, e);
+    g_copy_s += now() - t;
+    g_copy_calls++;
+    return rc;
+}
+static int w_zero(const ls_backend *b, void *p, int64_t n, ls_err *e) { (void)b; return g_real->ops->zero(g_real, p, n, e); }
+static int w_poison(const ls_backend *b, void *p, int64_t eb, int64_t n, int64_t c, int64_t st, ls_err *e) {
+    (void)b;
+    return g_real->ops->poison(g_real, p, eb, n, c, st, e);
+}
+static int w_forward(const ls_backend *b, const ls_model *m, const ls_kv_cache *kv, const ls_seq_step *seqs,
+                     int64_t n, const ls_forward_opts *o, ls_err *e) {
+    (void)b;
+    double t = now();
+    int rc = g_real->ops->forward(g_real, m, kv, seqs, n, o, e);
+    g_fwd_s += now() - t;
+    g_fwd_calls++;
+    return rc;
+}
+static const ls_backend_ops w_ops = {w_alloc, w_release, w_copy, w_zero, w_poison, w_forward, NULL};
+
+/* One engine run: B prompts of plen tokens, nnew new tokens each; returns seconds. */
+static double engine_run(const ls_model *m, const ls_backend *be, int64_t B, int64_t plen,
+                         int64_t nnew, uint64_t seed) {
+    uint64_t rng = seed;
+    ls_workload wl;
+    ls_sampling smp = {.temperature = 1.0, .top_k = 0, .top_p = 1.0};
+    if (tu_workload(&rng, m->cfg.vocab_size, B, plen, plen, 0, 1, 1, nnew, 0, smp, &wl)) {
+        fprintf(stderr, "workload: out of memory\n");
+        exit(2);
+    }
+    ls_engine_config c;
+    ls_engine_config_default(&c);
+    c.block_size = 16;
+    c.num_blocks = B * ((plen + nnew) / 16 + 2);
+    c.num_state_slots = B + 1;
+    c.max_num_seqs = B;
+    c.max_batched_tokens = B * plen > 256 ? B * plen : 256;
+    static ls_backend wrap;
+    g_real = be;
+    wrap = *be;
+    wrap.ops = &w_ops;
+    c.backend = &wrap;
+    ls_err err = {{0}};
+    ls_engine_result res;
+    CU(cudaDeviceSynchronize());
+    double t0 = now();
+    if (ls_engine_config_resolve(&c, m, &err) || ls_engine_run(m, &c, &wl, &res, &err)) {
+        fprintf(stderr, "engine (B %lld): %s\n", (long long)B, err.msg);
+        exit(2);
+    }
+    CU(cudaDeviceSynchronize());
+    double t = now() - t0;
+    int64_t out = 0;
+    for (int64_t s = 0; s < res.n_seqs; s++) out += res.seqs[s].len - res.seqs[s].prompt_len;
+    if (out != B * nnew)
+        fprintf(stderr, "warning: B %lld produced %lld tokens, expected %lld\n", (long long)B,
+                (long long)out, (long long)(B * nnew));
+    ls_engine_result_free(&res);
+    ls_workload_free(&wl);
+    return t;
+}
+
+/* ---- the profile: one decode step's pieces, timed alone ---------------------------------- */
+
+typedef struct prof {
+    double mamba_lin, attn_lin, dense_mlp, moe, lm_head, logsoftmax, download;   /* ms */
+} prof;
+
+static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
+    ls_cuda_ctx *x = (ls_cuda_ctx *)be->impl;
+    const ls_model *dm = &x->dm;
+    const ls_model_config *c = &dm->cfg;
+    cudaStream_t S = x->stream;
+    int64_t k = c->num_experts_per_tok, V = c->vocab_size;
+    int64_t maxw = 2 * c->mamba_d_inner;
+    if (c->intermediate_size > maxw) maxw = c->intermediate_size;
+    if (V > maxw) maxw = V;
+    if (c->hidden_size > maxw) maxw = c->hidden_size;
+    float *in, *out;
+    int64_t *idx;
+    size_t rows = (size_t)(B * (k > 1 ? k : 1));
+    CU(cudaMalloc((void **)&in, rows * (size_t)maxw * 4));
+    CU(cudaMalloc((void **)&out, rows * (size_t)maxw * 4));
+    CU(cudaMemset(in, 0, rows * (size_t)maxw * 4));
+    CU(cudaMalloc((void **)&idx, rows * 8));
+    int64_t *hidx = malloc(rows * 8);
+    uint64_t s = 12345;
+    for (size_t i = 0; i < rows; i++) {   /* k distinct experts per row, ascending */
+        int64_t E = c->num_experts > 0 ? c->num_experts : 1;
+        int64_t base = (int64_t)((s = s * 6364136223846793005ULL + 1442695040888963407ULL) >> 33) % E;
+        hidx[i] = (base + (int64_t)(i % (size_t)k)) % E;
+    }
+    CU(cudaMemcpy(idx, hidx, rows * 8, cudaMemcpyHostToDevice));
+    float *lp_h;
+    CU(cudaMallocHost((void **)&lp_h, (size_t)(B * V) * 4));
+    cudaEvent_t e0, e1;
+    CU(cudaEventCreate(&e0));
+    CU(cudaEventCreate(&e1));
+#define LIN(L)                                                                                \
+    ((fast) ? ls_cuda_linear_fast_f32(x->cublas, in, (L)->in, B, (L)->in, (const float *)(L)->w, \
+                                      (const float *)(L)->b, (L)->out, out, (L)->out, x->tf32, S) \
+            : ls_cuda_linear_f32(in, (L)->in, B, (L)->in, (const float *)(L)->w,               \
+                                 (const float *)(L)->b, (L)->out, out, (L)->out, S))
+    memset(p, 0, sizeof *p);
+    for (int rep = 0; rep < 2; rep++) {   /* rep 0 warms up */
+        prof q = {0};
+        for (int64_t l = 0; l < c->num_layers; l++) {
+            const ls_layer_w *L = &dm->layers[l];
+            float ms;
+            CU(cudaEventRecord(e0, S));
+            if (c->layer_kind[l] == LS_LAYER_MAMBA) {
+                CU(LIN(&L->in_proj));
+                CU(LIN(&L->x_proj));
+                CU(LIN(&L->dt_proj));
+                CU(LIN(&L->out_proj));
+            } else {
+                CU(LIN(&L->q));
+                CU(LIN(&L->k));
+                CU(LIN(&L->v));
+                CU(LIN(&L->o));
+            }
+            CU(cudaEventRecord(e1, S));
+            CU(cudaEventSynchronize(e1));
+            CU(cudaEventElapsedTime(&ms, e0, e1));
+            if (c->layer_kind[l] == LS_LAYER_MAMBA) q.mamba_lin += (double)ms; else q.attn_lin += (double)ms;
+            CU(cudaEventRecord(e0, S));
+            if (L->n_experts == 1) {
+                CU(LIN(&L->experts[0].gate));
+                CU(LIN(&L->experts[0].up));
+                CU(LIN(&L->experts[0].down));
+            } else {
+                const ls_mlp_w *e = &L->experts[0];
+                const float *const *wl = (const float *const *)x->moe_w[l];
+                int64_t E = L->n_experts;
+                CU(LIN(&L->router));
+                CU(ls_cuda_linear_moe_f32(in, e->gate.in, k, B * k, e->gate.in, wl, E, idx,
+                                          e->gate.out, out, e->gate.out, S));
+                CU(ls_cuda_linear_moe_f32(in, e->up.in, k, B * k, e->up.in, wl + E, E, idx,
+                                          e->up.out, out, e->up.out, S));
+                CU(ls_cuda_linear_moe_f32(in, e->down.in, 1, B * k, e->down.in, wl + 2 * E, E,
+                                          idx, e->down.out, out, e->down.out, S));
+            }
+            CU(cudaEventRecord(e1, S));
+            CU(cudaEventSynchronize(e1));
+            CU(cudaEventElapsedTime(&ms, e0, e1));
+            if (L->n_experts == 1) q.dense_mlp += (double)ms; else q.moe += (double)ms;
+        }
+        float ms;
+        CU(cudaEventRecord(e0, S));
+        CU(LIN(&dm->lm_head));
+        CU(cudaEventRecord(e1, S));
+        CU(cudaEventSynchronize(e1));
+        CU(cudaEventElapsedTime(&ms, e0, e1));
+        q.lm_head = (double)ms;
+        CU(cudaEventRecord(e0, S));
+        CU(ls_cuda_logsoftmax_f32(out, V, B, V, out, V, S));
+        CU(cudaEventRecord(e1, S));
+        CU(cudaEventSynchronize(e1));
+        CU(cudaEventElapsedTime(&ms, e0, e1));
+        q.logsoftmax = (double)ms;
+        CU(cudaEventRecord(e0, S));
+        CU(cudaMemcpyAsync(lp_h, out, (size_t)(B * V) * 4, cudaMemcpyDeviceToHost, S));
+        CU(cudaEventRecord(e1, S));
+        CU(cudaEventSynchronize(e1));
+        CU(cudaEventElapsedTime(&ms, e0, e1));
+        q.download = (double)ms;
+        *p = q;
+    }
+#undef LIN
+    cudaFree(in);
+    cudaFree(out);
+    cudaFree(idx);
+    cudaFreeHost(lp_h);
+    free(hidx);
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static int parse_list(const char *s, int64_t *v, int max) {
+    int n = 0;
+    while (*s && n < max) {
+        v[n++] = strtoll(s, (char **)&s, 10);
+        if (*s == ',') s++;
+    }
+    return n;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: bench_gpu MODEL_DIR [--batches 1,16,64,256] [--modes invariant,fast,tf32]"
+                        " [--prompt 16] [--new 64] [--warm 8] [--hf FILE] [--no-profile]\n");
+        return 2;
+    }
+    const char *dir = argv[1], *hf = NULL, *modes = "invariant,fast,tf32";
+    int64_t batches[16] = {1, 16, 64, 256};
+    int nb = 4, profile = 1;
+    int64_t plen = 16, nnew = 64, warm = 8;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--batches") && i + 1 < argc) nb = parse_list(argv[++i], batches, 16);
+        else if (!strcmp(argv[i], "--modes") && i + 1 < argc) modes = argv[++i];
+        else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) plen = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--new") && i + 1 < argc) nnew = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--warm") && i + 1 < argc) warm = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--hf") && i + 1 < argc) hf = argv[++i];
+        else if (!strcmp(argv[i], "--no-profile")) profile = 0;
+        else { fprintf(stderr, "bench_gpu: unknown argument %s\n", argv[i]); return 2; }
+    }
+    if (!ls_backend_cuda_available()) { fprintf(stderr, "no CUDA device: skipped\n"); return 77; }
+    double hf_tps[16];
+    for (int i = 0; i < 16; i++) hf_tps[i] = NAN;
+    if (hf) {
+        FILE *f = fopen(hf, "r");
+        long long b;
+        double t;
+        while (f && fscanf(f, "%lld %lf", &b, &t) == 2)
+            for (int i = 0; i < nb; i++) if (batches[i] == b) hf_tps[i] = t;
+        if (f) fclose(f);
+    }
+    struct cudaDeviceProp prop;
+    CU(cudaGetDeviceProperties(&prop, 0));
+    double bw = measure_bw();
+    printf("device: %s; measured HBM bandwidth (2 GiB device-to-device copy, read + written, best of 10): %.0f GB/s\n",
+           prop.name, bw / 1e9);
+
+    ls_model m;
+    ls_err err = {{0}};
+    double t0 = now();
+    if (ls_model_load(dir, LS_F32, &m, &err)) { fprintf(stderr, "%s\n", err.msg); return 2; }
+    const ls_model_config *c = &m.cfg;
+    int64_t n_params = 0;
+    {
+        n_params = c->vocab_size * c->hidden_size + lin_params(&m.lm_head) * (m.cfg.tie_word_embeddings ? 0 : 1) + c->hidden_size;
+        for (int64_t l = 0; l < c->num_layers; l++) {
+            const ls_layer_w *L = &m.layers[l];
+            n_params += 2 * c->hidden_size;
+            if (c->layer_kind[l] == LS_LAYER_MAMBA) {
+                int64_t di = c->mamba_d_inner, N = c->mamba_d_state;
+                n_params += lin_params(&L->in_proj) + lin_params(&L->x_proj) + lin_params(&L->dt_proj) +
+                            lin_params(&L->out_proj) + di * c->mamba_d_conv + (L->conv_b ? di : 0) +
+                            di * N + di + c->mamba_dt_rank + 2 * N;
+            } else {
+                n_params += lin_params(&L->q) + lin_params(&L->k) + lin_params(&L->v) + lin_params(&L->o);
+            }
+            const ls_mlp_w *e = &L->experts[0];
+            n_params += L->n_experts * (lin_params(&e->gate) + lin_params(&e->up) + lin_params(&e->down));
+            if (L->n_experts > 1) n_params += lin_params(&L->router);
+        }
+    }
+    printf("model: %s, %.3f B parameters, loaded as fp32 in %.1f s; hidden %lld, %lld layers (%lld attention), "
+           "%lld experts top-%lld, intermediate %lld, vocab %lld\n",
+           dir, (double)n_params / 1e9, now() - t0, (long long)c->hidden_size, (long long)c->num_layers,
+           (long long)ls_cfg_count(c, LS_LAYER_ATTN), (long long)c->num_experts,
+           (long long)c->num_experts_per_tok, (long long)c->intermediate_size, (long long)c->vocab_size);
+    printf("workload: B prompts of %lld tokens, 1 rollout, %lld + %lld new tokens; decode time = "
+           "run(%lld new) - run(%lld new), i.e. %lld full engine decode steps of batch B\n\n",
+           (long long)plen, (long long)warm, (long long)nnew, (long long)(warm + nnew), (long long)warm,
+           (long long)nnew);
+
+    /* results */
+    double tps[3][16], roof32[16], roof16[16], fwd_ms[3][16], copy_ms[3][16];
+    prof pr[3][16];
+    const char *mode_names[3] = {"invariant", "fast", "tf32"};
+    int mode_on[3] = {strstr(modes, "invariant") != NULL, strstr(modes, "fast") != NULL,
+                      strstr(modes, "tf32") != NULL};
+    double mean_len = (double)plen + (double)warm + (double)nnew / 2.0;
+    for (int i = 0; i < nb; i++) {
+        bytes_t b = step_elems(&m, batches[i], mean_len);
+        double el = b.weights + b.states + b.kv;
+        roof32[i] = (double)batches[i] / (4.0 * el / bw);
+        roof16[i] = (double)batches[i] / (2.0 * el / bw);
+        printf("B %4lld: per decode step %.3f G elements: weights %.3f G, Mamba states (r+w) %.4f G, KV %.4f G; "
+               "%.2f GB at fp32 (%.3f ms), %.2f GB at bf16 (%.3f ms)\n",
+               (long long)batches[i], el / 1e9, b.weights / 1e9, b.states / 1e9, b.kv / 1e9, 4 * el / 1e9,
+               4e3 * el / bw, 2 * el / 1e9, 2e3 * el / bw);
+    }
+    fflush(stdout);
+    for (int md = 0; md < 3; md++) {
+        if (!mode_on[md]) continue;
+        ls_backend *be = NULL;
+        t0 = now();
+        if (ls_backend_cuda_create(&m, md > 0, md == 2, &be, &err)) { fprintf(stderr, "%s\n", err.msg); return 2; }
+        fprintf(stderr, "%s: backend up in %.1f s\n", mode_names[md], now() - t0);
+        for (int i = 0; i < nb; i++) {
+            int64_t B = batches[i];
+            engine_run(&m, be, B, plen, 2, 7);   /* warm-up: allocations, cuBLAS plans */
+            g_fwd_s = g_copy_s = 0;
+            double ta = engine_run(&m, be, B, plen, warm, 11 + (uint64_t)i);
+            double fa = g_fwd_s, ca = g_copy_s;
+            g_fwd_s = g_copy_s = 0;
+            double tb = engine_run(&m, be, B, plen, warm + nnew, 11 + (uint64_t)i);
+            fwd_ms[md][i] = 1e3 * (g_fwd_s - fa) / (double)nnew;
+            copy_ms[md][i] = 1e3 * (g_copy_s - ca) / (double)nnew;
+            tps[md][i] = (double)(B * nnew) / (tb - ta);
+            fprintf(stderr, "%s B %lld: run(%lld) %.3f s, run(%lld) %.3f s -> %.3f ms/step, %.0f tok/s\n",
+                    mode_names[md], (long long)B, (long long)warm, ta, (long long)(warm + nnew), tb,
+                    1e3 * (tb - ta) / (double)nnew, tps[md][i]);
+            if (profile) profile_step(be, md > 0, B, &pr[md][i]);
+        }
+        ls_backend_free(be);
+    }
+    printf("\n| mode | batch | decode tok/s | ms/step | roofline tok/s (fp32 bytes) | %% of roofline | "
+           "bf16 roofline tok/s | %% of bf16 roofline | transformers tok/s | ratio to transformers |\n");
+    printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    for (int md = 0; md < 3; md++) {
+        if (!mode_on[md]) continue;
+        for (int i = 0; i < nb; i++) {
+            printf("| %s | %lld | %.0f | %.2f | %.0f | %.1f | %.0f | %.1f | ", mode_names[md],
+                   (long long)batches[i], tps[md][i], 1e3 * (double)batches[i] / tps[md][i], roof32[i],
+                   100.0 * tps[md][i] / roof32[i], roof16[i], 100.0 * tps[md][i] / roof16[i]);
+            if (isnan(hf_tps[i])) printf("- | - |\n");
+            else printf("%.0f | %.2f |\n", hf_tps[i], tps[md][i] / hf_tps[i]);
+        }
+    }
+    if (mode_on[0] && mode_on[1]) {
+        printf("\ninvariant / fast time per step:");
+        for (int i = 0; i < nb; i++) printf(" B %lld: %.2fx;", (long long)batches[i], tps[1][i] / tps[0][i]);
+        printf("\n");
+    }
+    if (profile) {
+        printf("\nWhere one decode step's time goes (each piece timed alone with CUDA events on the real "
+               "device weights, ms; forward = the backend's forward calls "
+               "of the decode steps, wall time; state copies = issuing the engine's fork/snapshot copies (host time, not synchronised); host = step - both; "
+               "rest of forward = forward - the pieces: conv, scan, attention, norms, MoE route/combine, uploads, "
+               "launch gaps):\n\n");
+        printf("| mode | batch | step | forward (synchronised) | state copies | host (scheduler, sampler) | "
+               "Mamba linears | attn linears | dense MLP | MoE (router + experts) | lm_head | logsoftmax | "
+               "logprob download | rest of forward |\n");
+        printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+        for (int md = 0; md < 3; md++) {
+            if (!mode_on[md]) continue;
+            for (int i = 0; i < nb; i++) {
+                prof *p = &pr[md][i];
+                double step = 1e3 * (double)batches[i] / tps[md][i];
+                double sum = p->mamba_lin + p->attn_lin + p->dense_mlp + p->moe + p->lm_head +
+                             p->logsoftmax + p->download;
+                printf("| %s | %lld | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
+                       mode_names[md], (long long)batches[i], step, fwd_ms[md][i], copy_ms[md][i],
+                       step - fwd_ms[md][i] - copy_ms[md][i], p->mamba_lin, p->attn_lin,
+                       p->dense_mlp, p->moe, p->lm_head, p->logsoftmax, p->download, fwd_ms[md][i] - sum);
+            }
+        }
+    }
+    ls_model_free(&m);
+    return 0;
+}
