@@ -16,8 +16,8 @@ static ls_model models[2][3];  /* [prec][model] */
 static const char *model_names[3] = {"jamba-tiny-a", "jamba-tiny-b", "jamba-small-c"};
 
 typedef struct totals {
-    int64_t configs, tokens, preemptions, prefix_hit_tokens, restores, forks, cow, chunked;
-    int64_t padded, high_slot_runs, configs_preempting, configs_hitting;
+    tu_mechanisms m;
+    int64_t tokens;
 } totals;
 
 static int run_one(uint64_t seed, totals *T, int verbose) {
@@ -71,25 +71,8 @@ static int run_one(uint64_t seed, totals *T, int verbose) {
         T->tokens += cmp.sum.tokens;
         ls_comparison_free(&cmp);
     }
-    const ls_engine_stats *s = &res.stats;
-    if (verbose)
-        fprintf(stderr, "seed %" PRIu64 ": %s %s steps %lld preempt %lld hits %lld restores %lld forks %lld "
-                "cow %lld chunked %lld padded %lld max slot %lld\n", seed, model_names[mi],
-                prec ? "fp64" : "fp32", (long long)s->steps, (long long)s->preemptions,
-                (long long)s->prefix_hit_tokens, (long long)s->snapshot_restores, (long long)s->forks,
-                (long long)s->cow_copies, (long long)s->chunked_prefills, (long long)s->padded_rows,
-                (long long)s->max_slot_used);
-    T->configs++;
-    T->preemptions += s->preemptions;
-    T->prefix_hit_tokens += s->prefix_hit_tokens;
-    T->restores += s->snapshot_restores;
-    T->forks += s->forks;
-    T->cow += s->cow_copies;
-    T->chunked += s->chunked_prefills;
-    T->padded += s->padded_rows;
-    T->high_slot_runs += s->max_slot_used >= 8;
-    T->configs_preempting += s->preemptions > 0;
-    T->configs_hitting += s->snapshot_restores > 0;
+    if (verbose) tu_print_case(seed, model_names[mi], prec, &res.stats);
+    tu_tally(&T->m, &res.stats);
     ls_engine_result_free(&res);
     ls_workload_free(&wl);
     return 0;
@@ -116,22 +99,22 @@ int main(int argc, char **argv) {
         int64_t n = getenv("LS_QUICK") ? 100 : 1000;
         for (int64_t i = 0; i < n; i++) run_one(0x5eed0000ULL + (uint64_t)i, &T, 0);
         fprintf(stderr, "%lld configurations, %lld tokens compared bitwise in %.1f s\n",
-                (long long)T.configs, (long long)T.tokens, (double)(clock() - t0) / CLOCKS_PER_SEC);
+                (long long)T.m.configs, (long long)T.tokens, (double)(clock() - t0) / CLOCKS_PER_SEC);
         fprintf(stderr, "mechanisms: preemptions %lld (in %lld configs), prefix-hit tokens %lld, snapshot "
                 "restores %lld (in %lld configs), forks %lld, copy-on-write %lld, chunked prefills %lld, "
                 "padded rows %lld, configs using slot >= 8: %lld\n",
-                (long long)T.preemptions, (long long)T.configs_preempting, (long long)T.prefix_hit_tokens,
-                (long long)T.restores, (long long)T.configs_hitting, (long long)T.forks, (long long)T.cow,
-                (long long)T.chunked, (long long)T.padded, (long long)T.high_slot_runs);
+                (long long)T.m.preemptions, (long long)T.m.configs_preempting, (long long)T.m.prefix_hit_tokens,
+                (long long)T.m.restores, (long long)T.m.configs_hitting, (long long)T.m.forks, (long long)T.m.cow,
+                (long long)T.m.chunked, (long long)T.m.padded, (long long)T.m.high_slot_runs);
         /* Each mechanism must have run in a good share of the configurations. */
-        CHECK(T.configs == n);
-        CHECK(T.configs_preempting >= n / 10);
-        CHECK(T.configs_hitting >= n / 20);
-        CHECK(T.forks >= n / 4);
-        CHECK(T.cow >= n / 4);
-        CHECK(T.chunked >= n / 4);
-        CHECK(T.padded > 0);
-        CHECK(T.high_slot_runs >= n / 20);
+        CHECK(T.m.configs == n);
+        CHECK(T.m.configs_preempting >= n / 10);
+        CHECK(T.m.configs_hitting >= n / 20);
+        CHECK(T.m.forks >= n / 4);
+        CHECK(T.m.cow >= n / 4);
+        CHECK(T.m.chunked >= n / 4);
+        CHECK(T.m.padded > 0);
+        CHECK(T.m.high_slot_runs >= n / 20);
     }
     for (int p = 0; p < 2; p++)
         for (int i = 0; i < 3; i++) ls_model_free(&models[p][i]);

@@ -48,6 +48,36 @@ static inline int tu_workload(uint64_t *rng, int64_t vocab, int64_t prompts, int
     return 0;
 }
 
+/* How much each engine mechanism ran, summed over many cases: the property tests' proof
+ * that equality was checked on schedules that really used the caches. */
+typedef struct tu_mechanisms {
+    int64_t configs, preemptions, prefix_hit_tokens, restores, forks, cow, chunked, padded;
+    int64_t high_slot_runs, configs_preempting, configs_hitting;
+} tu_mechanisms;
+
+static inline void tu_tally(tu_mechanisms *T, const ls_engine_stats *s) {
+    T->configs++;
+    T->preemptions += s->preemptions;
+    T->prefix_hit_tokens += s->prefix_hit_tokens;
+    T->restores += s->snapshot_restores;
+    T->forks += s->forks;
+    T->cow += s->cow_copies;
+    T->chunked += s->chunked_prefills;
+    T->padded += s->padded_rows;
+    T->high_slot_runs += s->max_slot_used >= 8;
+    T->configs_preempting += s->preemptions > 0;
+    T->configs_hitting += s->snapshot_restores > 0;
+}
+
+static inline void tu_print_case(uint64_t seed, const char *model, int fp64, const ls_engine_stats *s) {
+    fprintf(stderr, "seed %llu: %s %s steps %lld preempt %lld hits %lld restores %lld forks %lld "
+            "cow %lld chunked %lld padded %lld max slot %lld\n", (unsigned long long)seed, model,
+            fp64 ? "fp64" : "fp32", (long long)s->steps, (long long)s->preemptions,
+            (long long)s->prefix_hit_tokens, (long long)s->snapshot_restores, (long long)s->forks,
+            (long long)s->cow_copies, (long long)s->chunked_prefills, (long long)s->padded_rows,
+            (long long)s->max_slot_used);
+}
+
 /* A random engine case, drawn from `seed` alone: which golden model (0 tiny-a, 1 tiny-b,
  * 2 small-c, rarely: it is slow) and precision (0 fp32, 1 fp64), an engine configuration
  * (batch limits, block and chunk sizes, cache pressure down to constant preemption, slot
