@@ -11,8 +11,8 @@
  * once (max_num_seqs = B, the whole prefill in one step), decoded in steps of batch B.
  * Decode time = time(ls_engine_run with WARM + NEW new tokens) - time(the same with WARM new
  * tokens): the prefill, the cache allocation and the first WARM decode steps cancel, what is
- * left is NEW full decode steps of the real engine (scheduler, forward, logprob download,
- * host sampling). tokens/s = B * NEW / that time.
+ * left is NEW full decode steps of the real engine (scheduler, state copies, forward, sampling
+ * on the device, token download). tokens/s = B * NEW / that time.
  *
  * Roofline per decode step = bytes / measured bandwidth, bytes = weights read once (all
  * non-expert matrices, B embedding rows, the expected number of distinct experts touched per
@@ -23,7 +23,8 @@
  * --hf FILE: lines "BATCH TOKENS_PER_S" from tools/gpu/bench_transformers.py.
  * The profile (unless --no-profile): the same step's pieces timed alone with CUDA events on
  * the real device weights: every linear (fast mode: cuBLAS for the dense ones), the MoE
- * expert linears, the lm_head, the logsoftmax and the logprob download. */
+ * expert linears (with their grouping by expert), the lm_head, the logsoftmax and the
+ * device sampler (B draws from B rows). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +37,8 @@
 #include "engine/backend_cuda.h"
 #include "engine/engine.h"
 #include "kernels/cuda/kernels_cuda.h"
-#include "tests/engine/engine_util.h"
+#include "tests/cuda/cu_check.h"
+#include "bench/decode_workload.h"
 
 static double now(void) {
     struct timespec t;
@@ -44,15 +46,7 @@ static double now(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-#define CU(x)                                                                                 \
-    do {                                                                                      \
-        cudaError_t e_ = (x);                                                                 \
-        if (e_ != cudaSuccess) {                                                              \
-            fprintf(stderr, "%s:%d: %s: %s %s\n", __FILE__, __LINE__, #x,                    \
-                    cudaGetErrorString(e_), ls_cuda_error_message());                         \
-            exit(2);                                                                          \
-        }                                                                                     \
-    } while (0)
+#define CU(call) LS_CU_OR_EXIT(call, 2)
 
 /* HBM bandwidth: a device-to-device copy of 2 GiB (2 GiB read + 2 GiB written), best of 10. */
 static double measure_bw(void) {
@@ -125,10 +119,11 @@ static bytes_t step_elems(const ls_model *m, int64_t B, double len) {
 }
 
 /* A timing wrapper around a backend: the engine runs on it, each op goes to the real backend
- * and its wall time is added up. The forward ends synchronised (it downloads the logprob rows
- * to host memory), so its wall time is its GPU time plus launch gaps. Copies (fork, snapshot,
- * restore) are NOT synchronised (that would change what is measured): their time is the host
- * time to issue them; their GPU time lands in the next forward. */
+ * and its wall time is added up. A step's forward returns once issued and its sample call
+ * ends synchronised with the tokens on the host, so forward + sample is the step's GPU time
+ * plus launch gaps. Copies are queued by the backend and launched in batches by the next
+ * other op: their time here is the host time to queue them; their GPU time lands in the
+ * forward or the sample. */
 static const ls_backend *g_real;
 static double g_fwd_s, g_copy_s;
 static int64_t g_fwd_calls, g_copy_calls;
@@ -156,28 +151,28 @@ static int w_forward(const ls_backend *b, const ls_model *m, const ls_kv_cache *
     g_fwd_calls++;
     return rc;
 }
-static const ls_backend_ops w_ops = {w_alloc, w_release, w_copy, w_zero, w_poison, w_forward, NULL};
+static double g_sample_s;
+static int w_sample(const ls_backend *b, const ls_sample_draw *d, int64_t n, int32_t *tok,
+                    double *lp, ls_err *e) {
+    (void)b;
+    double t = now();
+    int rc = g_real->ops->sample(g_real, d, n, tok, lp, e);
+    g_sample_s += now() - t;
+    return rc;
+}
+static ls_backend_ops w_ops = {.alloc = w_alloc, .release = w_release, .copy = w_copy,
+                               .zero = w_zero, .poison = w_poison, .forward = w_forward};
 
 /* One engine run: B prompts of plen tokens, nnew new tokens each; returns seconds. */
 static double engine_run(const ls_model *m, const ls_backend *be, int64_t B, int64_t plen,
                          int64_t nnew, uint64_t seed) {
-    uint64_t rng = seed;
     ls_workload wl;
-    ls_sampling smp = {.temperature = 1.0, .top_k = 0, .top_p = 1.0};
-    if (tu_workload(&rng, m->cfg.vocab_size, B, plen, plen, 0, 1, 1, nnew, 0, smp, &wl)) {
-        fprintf(stderr, "workload: out of memory\n");
-        exit(2);
-    }
     ls_engine_config c;
-    ls_engine_config_default(&c);
-    c.block_size = 16;
-    c.num_blocks = B * ((plen + nnew) / 16 + 2);
-    c.num_state_slots = B + 1;
-    c.max_num_seqs = B;
-    c.max_batched_tokens = B * plen > 256 ? B * plen : 256;
+    decode_workload(m, B, plen, nnew, seed, &wl, &c);
     static ls_backend wrap;
     g_real = be;
     wrap = *be;
+    w_ops.sample = be->ops->sample ? w_sample : NULL;   /* on the device when the backend can */
     wrap.ops = &w_ops;
     c.backend = &wrap;
     ls_err err = {{0}};
@@ -203,7 +198,7 @@ static double engine_run(const ls_model *m, const ls_backend *be, int64_t B, int
 /* ---- the profile: one decode step's pieces, timed alone ---------------------------------- */
 
 typedef struct prof {
-    double mamba_lin, attn_lin, dense_mlp, moe, lm_head, logsoftmax, download;   /* ms */
+    double mamba_lin, attn_lin, dense_mlp, moe, lm_head, logsoftmax, sample;   /* ms */
 } prof;
 
 static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
@@ -223,6 +218,9 @@ static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
     CU(cudaMalloc((void **)&out, rows * (size_t)maxw * 4));
     CU(cudaMemset(in, 0, rows * (size_t)maxw * 4));
     CU(cudaMalloc((void **)&idx, rows * 8));
+    int32_t *grp;   /* the expert grouping of the pairs (ls_cuda_moe_group) */
+    const int64_t n_exp = c->num_experts > 1 ? c->num_experts : 1;
+    CU(cudaMalloc((void **)&grp, (size_t)ls_cuda_moe_group_len((int64_t)rows, n_exp) * 4));
     int64_t *hidx = malloc(rows * 8);
     uint64_t s = 12345;
     for (size_t i = 0; i < rows; i++) {   /* k distinct experts per row, ascending */
@@ -231,8 +229,20 @@ static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
         hidx[i] = (base + (int64_t)(i % (size_t)k)) % E;
     }
     CU(cudaMemcpy(idx, hidx, rows * 8, cudaMemcpyHostToDevice));
-    float *lp_h;
-    CU(cudaMallocHost((void **)&lp_h, (size_t)(B * V) * 4));
+    /* B draws at temperature 1 from the B rows, as the engine's decode step makes them */
+    ls_cuda_sample_job *hjobs = calloc((size_t)B, sizeof *hjobs), *jobs;
+    for (int64_t j = 0; j < B; j++)
+        hjobs[j] = (ls_cuda_sample_job){.row = j, .temperature = 1.0, .top_p = 1.0, .seed = 3,
+                                        .request = (uint64_t)j, .position = 16};
+    CU(cudaMalloc((void **)&jobs, (size_t)B * sizeof *jobs));
+    CU(cudaMemcpy(jobs, hjobs, (size_t)B * sizeof *jobs, cudaMemcpyHostToDevice));
+    const int64_t work_bytes = ls_cuda_sample_workspace(B, V);
+    void *work;
+    int32_t *tok;
+    double *tlp;
+    CU(cudaMalloc(&work, (size_t)work_bytes));
+    CU(cudaMalloc((void **)&tok, (size_t)B * 4));
+    CU(cudaMalloc((void **)&tlp, (size_t)B * 8));
     cudaEvent_t e0, e1;
     CU(cudaEventCreate(&e0));
     CU(cudaEventCreate(&e1));
@@ -273,12 +283,13 @@ static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
                 const float *const *wl = (const float *const *)x->moe_w[l];
                 int64_t E = L->n_experts;
                 CU(LIN(&L->router));
-                CU(ls_cuda_linear_moe_f32(in, e->gate.in, k, B * k, e->gate.in, wl, E, idx,
+                CU(ls_cuda_moe_group(idx, B * k, E, grp, S));
+                CU(ls_cuda_linear_moe_f32(in, e->gate.in, k, B * k, e->gate.in, wl, E, grp,
                                           e->gate.out, out, e->gate.out, S));
-                CU(ls_cuda_linear_moe_f32(in, e->up.in, k, B * k, e->up.in, wl + E, E, idx,
+                CU(ls_cuda_linear_moe_f32(in, e->up.in, k, B * k, e->up.in, wl + E, E, grp,
                                           e->up.out, out, e->up.out, S));
                 CU(ls_cuda_linear_moe_f32(in, e->down.in, 1, B * k, e->down.in, wl + 2 * E, E,
-                                          idx, e->down.out, out, e->down.out, S));
+                                          grp, e->down.out, out, e->down.out, S));
             }
             CU(cudaEventRecord(e1, S));
             CU(cudaEventSynchronize(e1));
@@ -299,18 +310,23 @@ static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
         CU(cudaEventElapsedTime(&ms, e0, e1));
         q.logsoftmax = (double)ms;
         CU(cudaEventRecord(e0, S));
-        CU(cudaMemcpyAsync(lp_h, out, (size_t)(B * V) * 4, cudaMemcpyDeviceToHost, S));
+        CU(ls_cuda_sample_f32(out, B, V, jobs, B, work, work_bytes, tok, tlp, S));
         CU(cudaEventRecord(e1, S));
         CU(cudaEventSynchronize(e1));
         CU(cudaEventElapsedTime(&ms, e0, e1));
-        q.download = (double)ms;
+        q.sample = (double)ms;
         *p = q;
     }
 #undef LIN
     cudaFree(in);
     cudaFree(out);
     cudaFree(idx);
-    cudaFreeHost(lp_h);
+    cudaFree(grp);
+    cudaFree(jobs);
+    cudaFree(work);
+    cudaFree(tok);
+    cudaFree(tlp);
+    free(hjobs);
     free(hidx);
     cudaEventDestroy(e0);
     cudaEventDestroy(e1);
@@ -425,12 +441,12 @@ int main(int argc, char **argv) {
         for (int i = 0; i < nb; i++) {
             int64_t B = batches[i];
             engine_run(&m, be, B, plen, 2, 7);   /* warm-up: allocations, cuBLAS plans */
-            g_fwd_s = g_copy_s = 0;
+            g_fwd_s = g_copy_s = g_sample_s = 0;
             double ta = engine_run(&m, be, B, plen, warm, 11 + (uint64_t)i);
-            double fa = g_fwd_s, ca = g_copy_s;
-            g_fwd_s = g_copy_s = 0;
+            double fa = g_fwd_s + g_sample_s, ca = g_copy_s;
+            g_fwd_s = g_copy_s = g_sample_s = 0;
             double tb = engine_run(&m, be, B, plen, warm + nnew, 11 + (uint64_t)i);
-            fwd_ms[md][i] = 1e3 * (g_fwd_s - fa) / (double)nnew;
+            fwd_ms[md][i] = 1e3 * (g_fwd_s + g_sample_s - fa) / (double)nnew;
             copy_ms[md][i] = 1e3 * (g_copy_s - ca) / (double)nnew;
             tps[md][i] = (double)(B * nnew) / (tb - ta);
             fprintf(stderr, "%s B %lld: run(%lld) %.3f s, run(%lld) %.3f s -> %.3f ms/step, %.0f tok/s\n",
@@ -461,12 +477,13 @@ int main(int argc, char **argv) {
     if (profile) {
         printf("\nWhere one decode step's time goes (each piece timed alone with CUDA events on the real "
                "device weights, ms; forward = the backend's forward calls "
-               "of the decode steps, wall time; state copies = issuing the engine's fork/snapshot copies (host time, not synchronised); host = step - both; "
-               "rest of forward = forward - the pieces: conv, scan, attention, norms, MoE route/combine, uploads, "
+               "and sample calls of the decode steps, wall time, which ends synchronised with the tokens on the host; "
+               "state copies = queueing the engine's state copies (host time; the batched launches run inside the next op); host = step - both; "
+               "rest of forward = forward - the pieces: conv, scan, attention, norms, MoE route/combine, state copies, uploads, "
                "launch gaps):\n\n");
-        printf("| mode | batch | step | forward (synchronised) | state copies | host (scheduler, sampler) | "
+        printf("| mode | batch | step | forward + sample (synchronised) | state copies | host (scheduler) | "
                "Mamba linears | attn linears | dense MLP | MoE (router + experts) | lm_head | logsoftmax | "
-               "logprob download | rest of forward |\n");
+               "sample | rest of forward |\n");
         printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
         for (int md = 0; md < 3; md++) {
             if (!mode_on[md]) continue;
@@ -474,11 +491,11 @@ int main(int argc, char **argv) {
                 prof *p = &pr[md][i];
                 double step = 1e3 * (double)batches[i] / tps[md][i];
                 double sum = p->mamba_lin + p->attn_lin + p->dense_mlp + p->moe + p->lm_head +
-                             p->logsoftmax + p->download;
+                             p->logsoftmax + p->sample;
                 printf("| %s | %lld | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
                        mode_names[md], (long long)batches[i], step, fwd_ms[md][i], copy_ms[md][i],
                        step - fwd_ms[md][i] - copy_ms[md][i], p->mamba_lin, p->attn_lin,
-                       p->dense_mlp, p->moe, p->lm_head, p->logsoftmax, p->download, fwd_ms[md][i] - sum);
+                       p->dense_mlp, p->moe, p->lm_head, p->logsoftmax, p->sample, fwd_ms[md][i] - sum);
             }
         }
     }

@@ -104,6 +104,7 @@ static int run(const char *path, const char *fault, int on, const prec_mode *pm,
         snprintf(set, sizeof set, "workload.seed=%lld", (long long)seed);
         bad = bad || ls_config_set(rc, set, &err);
     }
+    bad = bad || ls_config_set(rc, pm->tf32 ? "tf32=true" : "tf32=false", &err);
     if (bad || ls_config_check(rc, &err)) {
         fprintf(stderr, "%s: %s\n", path, err.msg);
         ls_config_free(rc);
@@ -111,7 +112,6 @@ static int run(const char *path, const char *fault, int on, const prec_mode *pm,
     }
     free(rc->trace_path);
     rc->trace_path = NULL;
-    setenv("LS_CUDA_TF32", pm->tf32 ? "1" : "0", 1);
     if (ls_run_execute(rc, o, &err)) {
         fprintf(stderr, "%s (%s): %s\n", path, pm->name, err.msg);
         ls_run_outcome_free(o);

@@ -22,7 +22,7 @@ static void cpu_release(const ls_backend *b, void *p) {
 static int cpu_copy(const ls_backend *b, void *dst, const void *src, int64_t bytes, ls_err *err) {
     (void)b;
     (void)err;
-    if (bytes > 0 && dst != src) memcpy(dst, src, (size_t)bytes);
+    if (bytes > 0 && dst != src) memmove(dst, src, (size_t)bytes);   /* as the CUDA backend */
     return 0;
 }
 

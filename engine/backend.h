@@ -8,14 +8,18 @@
  *         kernels/cuda launches (engine/forward_cuda.c), weights uploaded once per backend.
  *         mode invariant: our own fixed-order kernels, batch invariant, so the engine
  *         equals the GPU reference bit for bit; mode fast: the dense linears through
- *         cuBLAS (TF32 tensor cores with LS_CUDA_TF32=1 in fp32), not batch invariant,
+ *         cuBLAS (TF32 tensor cores when asked for, in fp32), not batch invariant,
  *         compared with tolerances.
  *
  * "Backend memory" below is memory obtained from ops->alloc: host memory for cpu, device
  * memory for cuda. Pointer arithmetic on it is fine anywhere (the engine computes slot
  * offsets on the host, in 64-bit); only the ops read or write it. Every op is ordered
  * after the ops issued before it (one stream), so a sequence of copies behaves like the
- * same sequence of memcpy calls, overlaps included. ls_seq_step's conv / ssm pointers and
+ * same sequence of memcpy calls, overlaps included (a copy whose own source and
+ * destination overlap behaves as memmove on cuda). cuda batches copies: copy and zero only
+ * queue the op, and every other op first runs the queue as a few launches of conflict-free
+ * waves (engine/copy_plan.h), which keeps this guarantee exactly; an error in a queued op
+ * is reported by the op that runs the queue. ls_seq_step's conv / ssm pointers and
  * ls_kv_cache's k / v are backend memory; tokens, block tables and logprobs stay host
  * memory (the cuda forward uploads the first two per step and downloads only the
  * logprob rows asked for). */
@@ -27,6 +31,7 @@
 #include "engine/err.h"
 #include "engine/forward.h"
 #include "engine/model.h"
+#include "engine/sampler.h"
 
 typedef struct ls_backend ls_backend;
 
@@ -46,6 +51,13 @@ typedef struct ls_backend_ops {
     int (*forward)(const ls_backend *b, const ls_model *m, const ls_kv_cache *kv,
                    const ls_seq_step *seqs, int64_t n_seqs, const ls_forward_opts *opts,
                    ls_err *err);
+    /* Optional (NULL: the caller downloads rows and runs ls_sample on the host). After a
+     * forward with opts->keep_rows, draws[j] samples kept row draws[j].row (the rows asked
+     * for, numbered in sequence order from 0) by ls_sample's definition; tokens[j] and
+     * lps[j] (host arrays) get the token and its log-probability widened to double. The kept
+     * rows are valid until the next forward. Synchronous: the results are there on return. */
+    int (*sample)(const ls_backend *b, const ls_sample_draw *draws, int64_t n, int32_t *tokens,
+                  double *lps, ls_err *err);
     void (*destroy)(ls_backend *b);
 } ls_backend_ops;
 
@@ -72,7 +84,8 @@ int ls_backend_cuda_built(void);
 /* 1 if it was and a CUDA device is usable now. */
 int ls_backend_cuda_available(void);
 /* A CUDA backend for model m (weights uploaded now, in m's precision), mode fast or
- * invariant; tf32 < 0 reads the environment (LS_CUDA_TF32=1). Fails with a clear message
+ * invariant; tf32: fast mode in fp32 may use TF32 tensor cores (the config's `tf32`; ignored
+ * otherwise). Fails with a clear message
  * in a binary built without CUDA or on a machine without a device. */
 int ls_backend_cuda_create(const ls_model *m, int fast, int tf32, ls_backend **out, ls_err *err);
 void ls_backend_free(ls_backend *b);   /* NULL and the CPU backend are fine */

@@ -9,6 +9,7 @@
 #include <cuda_runtime_api.h>
 
 #include "engine/backend.h"
+#include "engine/copy_plan.h"
 
 typedef struct ls_cuda_ctx {
     const ls_model *m;            /* the host model this copy was made from */
@@ -31,6 +32,29 @@ typedef struct ls_cuda_ctx {
     int64_t lp_bytes;
     void *probe_h;                /* host: probe downloads */
     int64_t probe_bytes;
+    /* the log-probability rows a keep_rows forward left for `sample` (inside scratch, so
+     * valid until the next forward), and the buffers of a sample call */
+    const void *kept;
+    int64_t kept_rows;
+    int pack_live;                /* a forward returned before its pack upload was known to be
+                                   * done (keep_rows): sync before pack_h is written again */
+    void *sample_work;            /* device: ls_cuda_sample workspace */
+    int64_t sample_work_bytes;
+    void *draw_h, *draw_d;        /* pinned host / device: draws up, tokens and lps down */
+    int64_t draw_h_bytes, draw_d_bytes;
+    /* copy / zero ops wait here until another op runs (ls_cuda_flush) */
+    ls_copy_op *q;
+    int64_t q_n, q_cap;
+    ls_copy_plan plan;            /* the queue's waves (scratch) */
+    void *desc_h, *desc_d;        /* pinned host / device: the batched waves' descriptors */
+    int64_t desc_h_bytes, desc_d_bytes;
+    cudaEvent_t desc_ev;          /* recorded after each upload of desc_h: once it has
+                                   * happened, desc_h may be written again */
+    int desc_ev_live;
+    void *stage_d;                /* device: a copy whose source and destination overlap */
+    int64_t stage_bytes;
+    int copy_failed;              /* a flush failed where nobody could be told (release, */
+    ls_err copy_err;              /* destroy): the next flush reports copy_err */
     ls_backend twin;              /* a fast backend's invariant twin (its reference) */
 } ls_cuda_ctx;
 
@@ -39,6 +63,17 @@ typedef struct ls_cuda_ctx {
 int ls_cuda_forward(ls_cuda_ctx *x, int fast, const ls_model *m, const ls_kv_cache *kv,
                     const ls_seq_step *seqs, int64_t n_seqs, const ls_forward_opts *opts,
                     ls_err *err);
+
+/* Runs the queued copy / zero ops (every op but copy and zero calls it first, so the stream
+ * sees them in issue order): the queue is split into conflict-free waves
+ * (engine/copy_plan.h), each wave of several ops one ls_cuda_copy_batch launch per address
+ * alignment class over descriptors uploaded once per flush, each smaller wave one runtime
+ * call per op; a copy whose source and destination overlap goes through a temporary
+ * (memmove). The result equals issuing the ops one by one. Errors name the failing wave and
+ * op (numbered in the queue without its no-ops); the queue is emptied either way. A failure
+ * in a flush that release or destroy ran is reported by the next flush, which drops what
+ * was queued meanwhile. */
+int ls_cuda_flush(ls_cuda_ctx *x, ls_err *err);
 
 /* "cuda: WHAT: <runtime's message>" into err; returns -1. kernel: the failing call was an
  * ls_cuda_* kernel wrapper (its own message is added). */

@@ -1,10 +1,12 @@
 /* The engine's run loop: schedule a step, run it through the shared forward over the
  * paged KV cache and the Mamba state pool, write states back, sample, fork, snapshot.
  *
- * State flow per step: each scheduled sequence's Mamba state is copied from its slot into
- * a staging row, the forward updates staging in place, and staging is written back to
- * the slot. Reads and writes go through one offset function (64-bit); the planted fault
- * narrow_state_offset swaps in the N-bit write offset, as the real kernel bug did.
+ * State flow per step: the forward updates each scheduled sequence's Mamba state in its
+ * slot. Where a planted fault separates or shares state stores (see states_in_place), each
+ * state is instead copied from its slot into a staging row, the forward updates staging,
+ * and staging is written back to the slot. Reads and writes go through one offset function
+ * (64-bit); the planted fault narrow_state_offset swaps in the N-bit write offset, as the
+ * real kernel bug did.
  *
  * The state pool, the KV cache, the snapshots and the staging rows are backend memory
  * (engine/backend.h): host memory on the CPU, device memory on a GPU. The engine computes
@@ -78,6 +80,11 @@ typedef struct engine {
     int64_t staging_bytes;
     double *lp_row;
     double *sample_scratch;
+    /* this step's draws, made before any is recorded (draw_step), taken in order */
+    ls_sample_draw *draws;
+    int32_t *draw_tok;
+    double *draw_lp;
+    int64_t n_draws, draw_next, cap_draws;
 } engine;
 
 /* ---------------- small helpers ---------------- */
@@ -478,21 +485,21 @@ static int finish(engine *e, seq *s) {
     return release_slot(e, s);
 }
 
-/* Samples s's next token from row lp (log-probabilities, double) and records it. */
-static int sample_next(engine *e, seq *s, int64_t rollout, const double *lp, const ls_provenance *p) {
-    const ls_request *r = &e->wl->requests[s->request];
-    int32_t tok = ls_sample(lp, e->V, &r->sampling, e->wl->seed, (uint64_t)s->request,
-                            (uint64_t)rollout, (uint64_t)s->len, e->sample_scratch);
+/* Records s's next token: the next draw of this step (drawn in advance, see draw_step). */
+static int sample_next(engine *e, seq *s, const ls_provenance *p) {
+    if (e->draw_next >= e->n_draws) return ls_errf(e->err, "internal: more draws taken than made");
+    const int32_t tok = e->draw_tok[e->draw_next];
+    const double lp = e->draw_lp[e->draw_next++];
     if (tok < 0 || tok >= e->V) return ls_errf(e->err, "sampler returned token %d", tok);
     int64_t pos = s->len;
     if (push_token(s, tok)) return ls_errf(e->err, "out of memory");
-    s->logprobs[pos] = lp[tok];
+    s->logprobs[pos] = lp;
     s->prov[pos] = *p;
     return 0;
 }
 
 /* A prompt's prefill is done: n rollouts continue from its state and KV blocks. */
-static int fork_rollouts(engine *e, seq *parent, const double *lp, const ls_provenance *p) {
+static int fork_rollouts(engine *e, seq *parent, const ls_provenance *p) {
     const ls_request *r = &e->wl->requests[parent->request];
     int64_t pos = 0;
     for (; pos < e->n_running && e->running[pos] != parent->id; pos++) {}
@@ -529,7 +536,7 @@ static int fork_rollouts(engine *e, seq *parent, const double *lp, const ls_prov
         } else {
             fits = 0;
         }
-        if (sample_next(e, c, i, lp, p)) return -1;
+        if (sample_next(e, c, p)) return -1;
         if (c->len >= c->max_len) {        /* one new token was all it wanted */
             c->status = SEQ_DONE;
             if (release_blocks(e, c) || release_slot(e, c)) return -1;
@@ -570,6 +577,62 @@ static int after_step_cache(engine *e, seq *s) {
     return 0;
 }
 
+/* Room for `need` draws in all three draw arrays (one capacity). */
+static int grow_draws(engine *e, int64_t need) {
+    if (need <= e->cap_draws) return 0;
+    int64_t nc = e->cap_draws ? e->cap_draws : 64;
+    while (nc < need) nc *= 2;
+    void *d = realloc(e->draws, (size_t)nc * sizeof *e->draws);
+    if (d) e->draws = d;
+    void *t = d ? realloc(e->draw_tok, (size_t)nc * sizeof *e->draw_tok) : NULL;
+    if (t) e->draw_tok = t;
+    void *l = t ? realloc(e->draw_lp, (size_t)nc * sizeof *e->draw_lp) : NULL;
+    if (!l) return -1;
+    e->draw_lp = l;
+    e->cap_draws = nc;
+    return 0;
+}
+
+/* Every token this step samples, drawn before any is recorded: a prompt whose prefill is
+ * done draws once per rollout (rollout i at the prompt's length), a rollout draws its next
+ * token. A draw depends only on its row and key, never on when it is made, so drawing them
+ * all up front gives the tokens drawing them one by one would. On a backend with a sample
+ * op the rows never leave it (one call for the step); otherwise each row is widened to
+ * double once and ls_sample runs here. Sequence i asks for a row iff steps[i].logprobs. */
+static int draw_step(engine *e, const ls_seq_step *steps, int on_backend) {
+    e->n_draws = e->draw_next = 0;
+    int64_t row = 0;
+    for (int64_t i = 0; i < e->n_plan; i++) {
+        if (e->plan[i].padding || !steps[i].logprobs) continue;
+        const seq *s = e->plan[i].s;
+        const ls_request *r = &e->wl->requests[s->request];
+        const int64_t n = s->rollout < 0 ? r->n_rollouts : 1;
+        if (grow_draws(e, e->n_draws + n)) return ls_errf(e->err, "out of memory");
+        if (!on_backend)
+            for (int64_t v = 0; v < e->V; v++)
+                e->lp_row[v] = e->esz == 8 ? ((const double *)steps[i].logprobs)[v]
+                                           : (double)((const float *)steps[i].logprobs)[v];
+        for (int64_t k = 0; k < n; k++) {
+            ls_sample_draw *d = &e->draws[e->n_draws];
+            *d = (ls_sample_draw){.row = row, .sampling = r->sampling, .seed = e->wl->seed,
+                                  .request = (uint64_t)s->request,
+                                  .rollout = (uint64_t)(s->rollout < 0 ? k : s->rollout),
+                                  .position = (uint64_t)s->len};
+            if (!on_backend) {
+                int32_t tok = ls_sample(e->lp_row, e->V, &d->sampling, d->seed, d->request,
+                                        d->rollout, d->position, e->sample_scratch);
+                e->draw_tok[e->n_draws] = tok;
+                e->draw_lp[e->n_draws] = tok >= 0 && tok < e->V ? e->lp_row[tok] : 0.0;
+            }
+            e->n_draws++;
+        }
+        row++;
+    }
+    if (on_backend && e->n_draws > 0)
+        return e->bk->ops->sample(e->bk, e->draws, e->n_draws, e->draw_tok, e->draw_lp, e->err);
+    return 0;
+}
+
 /* Forwards a forward-pass probe to the engine's, naming the sequence and position. */
 static void probe_relay(void *ctx, int64_t seq_idx, int64_t row, int64_t layer, const char *comp,
                         const void *data, int64_t n) {
@@ -580,6 +643,22 @@ static void probe_relay(void *ctx, int64_t seq_idx, int64_t row, int64_t layer, 
     e->c->probe(e->c->probe_ctx, e->step, pe->s->request, pe->s->rollout, pos,
                 layer, comp, data, n);
 }
+
+/* Whether this step updates Mamba states in their slots instead of staging them. Staging
+ * (copy in, forward, copy back) is needed only where a planted fault stores a state
+ * somewhere other than where it was read (narrow_state_offset) or lets two rows of one step
+ * store into the same slot (fork_shares_slot, padding_writes_slot): the write-back loop
+ * then orders the stores, as one kernel launch on a GPU would not. Everywhere else the
+ * forward reads and writes the same bytes either way, and in place saves two copies of every
+ * state of the batch per step. */
+static int states_in_place(const engine *e) {
+    const ls_faults *f = &e->c->faults;
+    return !e->c->stage_states && !f->on[LS_FAULT_NARROW_STATE_OFFSET] &&
+           !f->on[LS_FAULT_FORK_SHARES_SLOT] && !f->on[LS_FAULT_PADDING_WRITES_SLOT];
+}
+
+/* A plan entry that owns a slot (padding rows run on a staging row). */
+static int entry_in_place(const plan_entry *pe) { return !pe->padding && pe->s->slot >= 0; }
 
 static int run_step(engine *e) {
     const ls_model *m = e->m;
@@ -592,9 +671,14 @@ static int run_step(engine *e) {
     int64_t rows = 0;
     for (int64_t i = 0; i < np; i++) rows += e->plan[i].n;
     int rc = -1;
+    const int on_backend = e->bk->ops->sample != NULL;
     if (!steps || !ptrs || !tables || !lps) { ls_errf(e->err, "out of memory"); goto done; }
-    /* staging rows: grown, never shrunk (every row is written before it is read) */
-    const int64_t staging_need = (np + 1) * e->nm * (e->conv_sz + e->ssm_sz) * e->esz;
+    /* Staging rows, one per staged plan entry: grown, never shrunk (every row is written
+     * before it is read). In place, an entry's states are its slot's. */
+    const int direct = states_in_place(e);
+    int64_t n_staged = 0;
+    for (int64_t i = 0; i < np; i++) n_staged += !(direct && entry_in_place(&e->plan[i]));
+    const int64_t staging_need = (n_staged + 1) * e->nm * (e->conv_sz + e->ssm_sz) * e->esz;
     if (staging_need > e->staging_bytes) {
         bk_release(e, e->staging);
         e->staging_bytes = 0;
@@ -602,24 +686,27 @@ static int run_step(engine *e) {
         e->staging_bytes = staging_need;
     }
     static const int32_t pad_token[1] = {0};
-    for (int64_t i = 0; i < np; i++) {
+    for (int64_t i = 0, k = 0; i < np; i++) {
         plan_entry *pe = &e->plan[i];
         seq *s = pe->s;
         ls_seq_step *st = &steps[i];
+        const int in_place = direct && entry_in_place(pe);
         st->conv = ptrs + i * e->nm * 2;
         st->ssm = st->conv + e->nm;
         for (int64_t mi = 0; mi < e->nm; mi++) {
-            st->conv[mi] = staging_conv(e, i, mi);
-            st->ssm[mi] = staging_ssm(e, i, mi);
+            st->conv[mi] = in_place ? conv_at(e, mi, s->slot) : staging_conv(e, k, mi);
+            st->ssm[mi] = in_place ? ssm_at(e, mi, s->slot) : staging_ssm(e, k, mi);
         }
+        k += !in_place;
         if (pe->padding) {
             *st = (ls_seq_step){.tokens = pad_token, .n = 1, .conv = st->conv, .ssm = st->ssm,
                                 .logits_from = 1};
             continue;
         }
         for (int64_t mi = 0; mi < e->nm && pe->has_init; mi++) {
-            if (bk_copy(e, st->conv[mi], conv_at(e, mi, s->slot), e->conv_sz * e->esz) ||
-                bk_copy(e, st->ssm[mi], ssm_at(e, mi, s->slot), e->ssm_sz * e->esz))
+            if (!in_place &&
+                (bk_copy(e, st->conv[mi], conv_at(e, mi, s->slot), e->conv_sz * e->esz) ||
+                 bk_copy(e, st->ssm[mi], ssm_at(e, mi, s->slot), e->ssm_sz * e->esz)))
                 goto done;
             if (e->c->faults.on[LS_FAULT_CHUNK_DROPS_CONV_STATE] && s->num_computed > 0 &&
                 !is_decode_step(s) && bk_zero(e, st->conv[mi], e->conv_sz * e->esz))
@@ -639,15 +726,20 @@ static int run_step(engine *e) {
         }
         int wants = s->num_computed + pe->n == s->len;
         st->logits_from = wants ? pe->n - 1 : pe->n;
-        if (wants) {
+        if (wants && on_backend) {
+            st->logprobs = e->lp_row;   /* a marker: the row stays on the backend */
+        } else if (wants) {
             lps[i] = malloc((size_t)(e->V * e->esz));
             if (!lps[i]) { ls_errf(e->err, "out of memory"); goto done; }
             st->logprobs = lps[i];
         }
     }
     ls_kv_cache kv = {.block_size = e->c->block_size, .k = e->kc, .v = e->vc};
-    ls_forward_opts fo = {0};
-    if (e->c->probe) fo = (ls_forward_opts){.probe = probe_relay, .probe_ctx = e};
+    ls_forward_opts fo = {.keep_rows = on_backend};
+    if (e->c->probe) {
+        fo.probe = probe_relay;
+        fo.probe_ctx = e;
+    }
     if (e->bk->ops->forward(e->bk, m, &kv, steps, np, &fo, e->err)) goto done;
 
     /* Write states back. The rows of one step are one kernel launch on a GPU, where every
@@ -660,7 +752,7 @@ static int run_step(engine *e) {
         for (int64_t i = 0; i < np; i++) {
             plan_entry *pe = &e->plan[i];
             int64_t slot = pe->padding ? (e->c->faults.on[LS_FAULT_PADDING_WRITES_SLOT] ? 0 : -1) : pe->s->slot;
-            if (slot < 0) continue;
+            if (slot < 0 || (direct && entry_in_place(pe))) continue;   /* in place: stored */
             int stray = e->nm > 0 && ssm_write_at(e, 0, slot) != ssm_at(e, 0, slot);
             if (stray != (pass == 0)) continue;
             for (int64_t mi = 0; mi < e->nm; mi++)
@@ -678,7 +770,8 @@ static int run_step(engine *e) {
     e->out->stats.padded_rows += rec.n_padding;
     e->out->stats.tokens_computed += rows;
 
-    /* advance, cache, sample */
+    /* draw, then advance, cache and record the draws */
+    if (draw_step(e, steps, on_backend)) goto done;
     for (int64_t i = 0; i < np; i++) {
         plan_entry *pe = &e->plan[i];
         if (pe->padding) continue;
@@ -688,18 +781,20 @@ static int run_step(engine *e) {
         s->chunk++;
         s->keep_state = 0;
         if (after_step_cache(e, s)) goto done;
-        if (!lps[i]) continue;
-        double *lp = e->lp_row;
-        for (int64_t v = 0; v < e->V; v++)
-            lp[v] = m->prec == LS_F64 ? ((double *)lps[i])[v] : (double)((float *)lps[i])[v];
+        if (!steps[i].logprobs) continue;
         ls_provenance p;
         fill_provenance(e, s, i, &p);
         if (s->rollout < 0) {
-            if (fork_rollouts(e, s, lp, &p)) goto done;
+            if (fork_rollouts(e, s, &p)) goto done;
         } else {
-            if (sample_next(e, s, s->rollout, lp, &p)) goto done;
+            if (sample_next(e, s, &p)) goto done;
             if (s->len >= s->max_len && finish(e, s)) goto done;
         }
+    }
+    if (e->draw_next != e->n_draws) {
+        ls_errf(e->err, "internal: %lld draws made, %lld taken", (long long)e->n_draws,
+                (long long)e->draw_next);
+        goto done;
     }
     rec.free_blocks = ls_block_pool_num_free(&e->blocks);
     rec.free_slots = ls_slot_num_free(&e->slots);
@@ -795,6 +890,7 @@ static void engine_free(engine *e) {
     free(e->slot_refs); free(e->slot_used);
     free(e->snap_key); free(e->snap_used_step); bk_release(e, e->snap_data);
     free(e->lp_row); free(e->sample_scratch);
+    free(e->draws); free(e->draw_tok); free(e->draw_lp);
     free(e->running); free(e->waiting);
     free(e->plan); bk_release(e, e->staging);
     for (int64_t i = 0; i < e->n_all; i++) {

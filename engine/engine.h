@@ -33,6 +33,9 @@ typedef struct ls_engine_config {
     int64_t max_chunk;             /* longest prefill chunk; 0: budget only */
     int64_t pad_decode_to;         /* pad all-decode batches to a multiple (captured graph sizes); 0: off */
     int64_t max_steps;             /* safety stop; 0: unlimited */
+    /* 1: every step copies Mamba states through staging rows, even where updating them in
+     * their slots gives the same result (tests compare the two paths) */
+    int stage_states;
     ls_faults faults;
     /* Where the math runs and the caches live (engine/backend.h); NULL: the CPU. Not owned. */
     const struct ls_backend *backend;

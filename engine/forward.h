@@ -43,6 +43,10 @@ typedef void (*ls_probe_fn)(void *ctx, int64_t seq, int64_t row, int64_t layer,
 typedef struct ls_forward_opts {
     ls_probe_fn probe;
     void *probe_ctx;
+    /* Only for a backend with a `sample` op (engine/backend.h), which honours it: the rows
+     * asked for (logprobs != NULL) stay on the backend for `sample` instead of being written
+     * to the logprobs buffers, which are then left untouched. The CPU forward ignores it. */
+    int keep_rows;
 } ls_forward_opts;
 
 int ls_forward(const ls_model *m, const ls_kv_cache *kv, const ls_seq_step *seqs,

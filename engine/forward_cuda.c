@@ -5,8 +5,9 @@
  * positions, block tables, the device addresses of every sequence's conv and SSM state per
  * Mamba layer) from a pinned host buffer; the layers; then the final norm, lm_head and
  * log-softmax only for the rows that want log-probabilities, gathered into a contiguous
- * block and downloaded in one copy. Nothing else crosses the bus (probes aside, which
- * download what they report).
+ * block and downloaded in one copy, or, with opts->keep_rows, left on the device for the
+ * backend's sample op (which downloads a token and a log-probability per draw). Nothing
+ * else crosses the bus (probes aside, which download what they report).
  *
  * Invariant mode uses only the fixed-order kernels: every row's numbers are the same
  * sequence of operations whatever the batch, so the engine equals the GPU reference bit for
@@ -68,6 +69,10 @@ static int cu_prepare(ls_cuda_ctx *x, const ls_model *m, const ls_kv_cache *kv,
     const int64_t o_init = o_bt + 8 * n_bt, o_tok = o_init + al8(4 * n_seqs);
     const int64_t o_sel = o_tok + al8(4 * st->rows), o_conv = o_sel + al8(4 * st->n_lrows);
     const int64_t o_ssm = o_conv + 8 * nm * n_seqs, total = o_ssm + 8 * nm * n_seqs + 8;
+    if (x->pack_live) {   /* the last forward's upload from pack_h may still be pending */
+        CR(cudaStreamSynchronize(x->stream));
+        x->pack_live = 0;
+    }
     if (ls_cuda_grow(&x->pack_h, &x->pack_h_bytes, total, 1, err) ||
         ls_cuda_grow(&x->pack_d, &x->pack_d_bytes, total, 0, err))
         return -1;
@@ -195,6 +200,7 @@ int ls_cuda_forward(ls_cuda_ctx *x, int fast, const ls_model *m, const ls_kv_cac
                     const ls_seq_step *seqs, int64_t n_seqs, const ls_forward_opts *opts,
                     ls_err *err) {
     static const ls_forward_opts none = {0};
+    if (ls_cuda_flush(x, err)) return -1;   /* the queued state copies, first */
     if (!opts) opts = &none;
     if (m != x->m)
         return ls_errf(err, "backend cuda: forward called with a model other than the one it uploaded");
@@ -207,6 +213,8 @@ int ls_cuda_forward(ls_cuda_ctx *x, int fast, const ls_model *m, const ls_kv_cac
                 return ls_errf(err, "forward: token %d out of vocabulary [0, %lld)",
                                seqs[s].tokens[i], (long long)m->cfg.vocab_size);
     }
+    x->kept = NULL;
+    x->kept_rows = 0;
     int rc = m->prec == LS_F64 ? cu_forward_f64(x, fast, m, kv, seqs, n_seqs, opts, err)
                                : cu_forward_f32(x, fast, m, kv, seqs, n_seqs, opts, err);
     if (rc) {
@@ -270,11 +278,14 @@ static int LS_S(cu_forward)(ls_cuda_ctx *x, int fast, const ls_model *m, const l
     for (int i = 0; i < NBUF; i++) { off[i] = total; total += al256(need[i] * esz); }
     off[NBUF] = total;                                  /* expert indices: int64 */
     total += al256(rows * kx * 8);
+    const int64_t grp_off = total;                      /* expert grouping: int32 */
+    total += al256((E > 1 ? ls_cuda_moe_group_len(rows * kx, E) : 1) * 4);
     if (ls_cuda_grow(&x->scratch, &x->scratch_bytes, total, 0, err)) return -1;
     char *base = x->scratch;
     LS_T *w[NBUF];
     for (int i = 0; i < NBUF; i++) w[i] = (LS_T *)(base + off[i]);
     int64_t *idx = (int64_t *)(base + off[NBUF]);
+    int32_t *grp = (int32_t *)(base + grp_off);
 
     if (cu_prepare(x, m, kv, seqs, n_seqs, (char *)w[SCONV], (char *)w[SSSM], &st, err)) return -1;
     const ls_cuda_batch *B = &st.b;
@@ -326,16 +337,18 @@ static int LS_S(cu_forward)(ls_cuda_ctx *x, int fast, const ls_model *m, const l
             CK(LS_K(silu_mul)(w[G], w[UP], w[ACT], rows * I, S));
             CK(LS_S(cu_lin)(x, fast, w[ACT], I, rows, &e->down, w[FFO], H));
         } else {
-            /* route, then every (row, expert slot) pair through its expert, then combine in
-             * ascending expert order: five launches, no host round trip */
+            /* route, group the (row, expert slot) pairs by expert (once, for the three expert
+             * linears), every pair through its expert, then combine in ascending expert
+             * order: six launches, no host round trip */
             const int64_t k = c->num_experts_per_tok, En = L->n_experts;
             const LS_T *const *wl = (const LS_T *const *)x->moe_w[l];
             CK(LS_S(cu_lin)(x, fast, w[XN], H, rows, &L->router, w[RL], En));
             CK(LS_K(moe_route)(w[RL], En, rows, En, k, w[PROBS], idx, w[WTS], S));
-            CK(LS_K(linear_moe)(w[XN], H, k, rows * k, H, wl, En, idx, I, w[G], I, S));
-            CK(LS_K(linear_moe)(w[XN], H, k, rows * k, H, wl + En, En, idx, I, w[UP], I, S));
+            CK(ls_cuda_moe_group(idx, rows * k, En, grp, S));
+            CK(LS_K(linear_moe)(w[XN], H, k, rows * k, H, wl, En, grp, I, w[G], I, S));
+            CK(LS_K(linear_moe)(w[XN], H, k, rows * k, H, wl + En, En, grp, I, w[UP], I, S));
             CK(LS_K(silu_mul)(w[G], w[UP], w[ACT], rows * k * I, S));
-            CK(LS_K(linear_moe)(w[ACT], I, 1, rows * k, I, wl + 2 * En, En, idx, H, w[EY], H, S));
+            CK(LS_K(linear_moe)(w[ACT], I, 1, rows * k, I, wl + 2 * En, En, grp, H, w[EY], H, S));
             CK(LS_K(moe_combine)(w[EY], w[WTS], rows, k, H, w[FFO], S));
         }
         if (cu_probe_rows(x, o, seqs, n_seqs, rows, l, L->n_experts > 1 ? "moe" : "mlp", w[FFO], H,
@@ -352,6 +365,12 @@ static int LS_S(cu_forward)(ls_cuda_ctx *x, int fast, const ls_model *m, const l
         CK(LS_K(rmsnorm)(w[SELX], H, nl, H, (const LS_T *)dm->final_norm, eps, w[SELN], H, S));
         CK(LS_S(cu_lin)(x, fast, w[SELN], H, nl, &dm->lm_head, w[LG], V));
         CK(LS_K(logsoftmax)(w[LG], V, nl, V, w[LG], V, S));
+        if (o->keep_rows) {
+            x->kept = w[LG];   /* the sample op reads them; it synchronises */
+            x->kept_rows = nl;
+            x->pack_live = 1;
+            return 0;
+        }
         if (ls_cuda_grow(&x->lp_h, &x->lp_bytes, nl * V * esz, 1, err)) return -1;
         CR(cudaMemcpyAsync(x->lp_h, w[LG], (size_t)(nl * V * esz), cudaMemcpyDeviceToHost, S));
     }

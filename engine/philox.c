@@ -1,53 +1,12 @@
 #include "engine/philox.h"
 
-#define PHILOX_M0 0xD2511F53u
-#define PHILOX_M1 0xCD9E8D57u
-#define PHILOX_W0 0x9E3779B9u /* golden ratio */
-#define PHILOX_W1 0xBB67AE85u /* sqrt(3) - 1 */
-
-static void philox_round(uint32_t c[4], const uint32_t k[2]) {
-    uint64_t p0 = (uint64_t)PHILOX_M0 * c[0];
-    uint64_t p1 = (uint64_t)PHILOX_M1 * c[2];
-    uint32_t hi0 = (uint32_t)(p0 >> 32), lo0 = (uint32_t)p0;
-    uint32_t hi1 = (uint32_t)(p1 >> 32), lo1 = (uint32_t)p1;
-    uint32_t n0 = hi1 ^ c[1] ^ k[0];
-    uint32_t n2 = hi0 ^ c[3] ^ k[1];
-    c[0] = n0;
-    c[1] = lo1;
-    c[2] = n2;
-    c[3] = lo0;
-}
+#include "engine/philox_core.h"
 
 void ls_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]) {
-    uint32_t c[4] = {ctr[0], ctr[1], ctr[2], ctr[3]};
-    uint32_t k[2] = {key[0], key[1]};
-    for (int r = 0; r < 10; r++) {
-        if (r > 0) {
-            k[0] += PHILOX_W0;
-            k[1] += PHILOX_W1;
-        }
-        philox_round(c, k);
-    }
-    for (int i = 0; i < 4; i++) out[i] = c[i];
+    ls_philox4x32_core(ctr, key, out);
 }
 
 double ls_uniform(uint64_t seed, uint64_t request, uint64_t rollout, uint64_t position,
                   uint32_t draw) {
-    /* 224 bits of identity do not fit one 128-bit counter + 64-bit key, so derive
-     * a per-(request, rollout) stream key first, then count positions within the
-     * stream. Two streams share a key only on a 64-bit collision. */
-    uint32_t k0[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
-    uint32_t c0[4] = {(uint32_t)request, (uint32_t)(request >> 32),
-                      (uint32_t)rollout, (uint32_t)(rollout >> 32)};
-    uint32_t sk[4];
-    ls_philox4x32(c0, k0, sk);
-
-    uint32_t k1[2] = {sk[0], sk[1]};
-    /* The last word tags the domain so this block never equals a stream-key block. */
-    uint32_t c1[4] = {(uint32_t)position, (uint32_t)(position >> 32), draw, 0x6c735531u};
-    uint32_t r[4];
-    ls_philox4x32(c1, k1, r);
-
-    uint64_t bits = ((uint64_t)r[0] << 32 | r[1]) >> 11; /* top 53 bits */
-    return (double)bits * 0x1.0p-53;
+    return ls_uniform_core(seed, request, rollout, position, draw);
 }

@@ -15,6 +15,13 @@ typedef struct ls_sampling {
     double top_p;       /* in (0, 1]; 1 = all */
 } ls_sampling;
 
+/* One draw: the row it samples from (numbered as the caller defines) and its key. */
+typedef struct ls_sample_draw {
+    int64_t row;
+    ls_sampling sampling;
+    uint64_t seed, request, rollout, position;
+} ls_sample_draw;
+
 /* temperature finite and >= 0, top_k >= 0, 0 < top_p <= 1. */
 int ls_sampling_check(const ls_sampling *s, ls_err *err);
 

@@ -75,6 +75,7 @@ typedef struct ctx {
     const char *set_key;  /* --set: the key, for YAML errors in the value */
     size_t n_nodes;
     const ynode *shared_prefix_at; /* where workload.shared_prefix was given */
+    const ynode *tf32_at;          /* where tf32 was given */
 } ctx;
 
 static int fail(ctx *x, const ynode *at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -485,6 +486,7 @@ static const key_def TOP_KEYS[] = {
     KENUM("precision", EN_PREC),
     KENUM("backend", EN_BACKEND),
     KENUM("mode", EN_MODE),
+    KBOOL("tf32", tf32),
     {.name = "cache", .kind = K_SECTION, .sub = &SEC_CACHE},
     {.name = "sched", .kind = K_SECTION, .sub = &SEC_SCHED},
     {.name = "workload", .kind = K_SECTION, .sub = &SEC_WORKLOAD},
@@ -677,7 +679,9 @@ static int apply_key(ctx *x, const section_def *sec, const key_def *k, const yno
     }
     case K_U64: return get_u64(x, v, key, (uint64_t *)field(x, k));
     case K_DBL: return get_dbl(x, v, k, key, (double *)field(x, k));
-    case K_BOOL: return get_bool(x, v, key, (int *)field(x, k));
+    case K_BOOL:
+        if (!strcmp(key, "tf32")) x->tf32_at = v;
+        return get_bool(x, v, key, (int *)field(x, k));
     case K_STR: return get_str(x, v, k, key);
     case K_ENUM: return get_enum(x, v, k->en, key);
     case K_PROMPT_LEN: return get_prompt_len(x, v, key);
@@ -846,6 +850,12 @@ static int check_impl(ctx *x, const ls_run_config *c) {
         return fail(x, NULL, "workload.prompt_len [%lld, %lld] needs 1 <= min <= max",
                     (long long)w->prompt_len_min, (long long)w->prompt_len_max);
     if (ls_sampling_check(&w->sampling, x->err)) return ls_err_prefix(x->err, "workload: ");
+    if (c->tf32 && !(c->backend_cuda && c->mode_fast && c->precision == LS_F32))
+        return fail(x, x->tf32_at,
+                    "tf32: true needs backend cuda, mode fast and precision fp32 (got backend %s, "
+                    "mode %s, precision %s): TF32 is a tensor-core mode of cuBLAS's fp32 products",
+                    c->backend_cuda ? "cuda" : "cpu", c->mode_fast ? "fast" : "invariant",
+                    ls_prec_name(c->precision));
     return 0;
 }
 

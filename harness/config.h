@@ -58,6 +58,7 @@ typedef struct ls_run_config {
     ls_prec precision;
     int backend_cuda;
     int mode_fast;
+    int tf32;                  /* fast mode in fp32 on cuda: cuBLAS may use TF32 tensor cores */
     ls_engine_config engine;   /* ls_engine_config_default() + the YAML; not yet resolved */
     ls_workload_spec workload;
     ls_compare_config compare;

@@ -48,7 +48,7 @@ int ls_run_execute(ls_run_config *rc, ls_run_outcome *o, ls_err *err) {
      * mode on the GPU that makes |delta| = the fast engine against the invariant GPU
      * reference, which is what compare.max_abs is calibrated for (bench/calibrate_fast). */
     if (rc->backend_cuda &&
-        ls_backend_cuda_create(&o->model, rc->mode_fast, -1, &o->backend, err))
+        ls_backend_cuda_create(&o->model, rc->mode_fast, rc->tf32, &o->backend, err))
         return ls_err_prefix(err, "%s: ", rc->path);
     ls_engine_config ec = rc->engine;
     ec.backend = o->backend;

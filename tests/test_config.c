@@ -68,7 +68,7 @@ static void test_default_yaml(void) {
     snprintf(cj, sizeof cj, "%s/config.json", c.model_dir);
     struct stat st;
     CHECKF(stat(cj, &st) == 0, "the default model is missing: %s", cj);
-    CHECK(c.precision == LS_F64 && !c.backend_cuda && !c.mode_fast);
+    CHECK(c.precision == LS_F64 && !c.backend_cuda && !c.mode_fast && !c.tf32);
     CHECK(c.engine.block_size == 4 && c.engine.num_blocks == 18 && c.engine.num_state_slots == 6);
     CHECK(c.engine.slot_policy == LS_SLOT_FIFO && c.engine.prefix_caching);
     CHECK(c.engine.max_num_seqs == 6 && c.engine.max_batched_tokens == 24 && c.engine.max_chunk == 8);
@@ -90,6 +90,7 @@ static const char *ALL_KEYS =
     "precision: fp32\n"
     "backend: cuda\n"
     "mode: fast\n"
+    "tf32: true\n"
     "cache:\n"
     "  block_size: 8\n"
     "  num_blocks: 123\n"
@@ -141,7 +142,7 @@ static const char *ALL_KEYS =
 
 static void check_all_keys(const ls_run_config *c, const char *prompts_file) {
     CHECK(!strcmp(c->model_dir, "/models/m"));
-    CHECK(c->precision == LS_F32 && c->backend_cuda == 1 && c->mode_fast == 1);
+    CHECK(c->precision == LS_F32 && c->backend_cuda == 1 && c->mode_fast == 1 && c->tf32 == 1);
     const ls_engine_config *e = &c->engine;
     CHECK(e->block_size == 8 && e->num_blocks == 123 && e->num_state_slots == 7);
     CHECK(e->slot_stride == 4096 && e->num_snapshots == 9);
@@ -201,7 +202,7 @@ static void test_all_keys(void) {
     ls_run_config def;
     ls_config_default(&def);
     CHECK(!strcmp(c.model_dir, "m") && !strcmp(c.path, "t.yaml"));
-    CHECK(c.precision == LS_F64 && !c.backend_cuda && !c.mode_fast);
+    CHECK(c.precision == LS_F64 && !c.backend_cuda && !c.mode_fast && !c.tf32);
     CHECK(c.engine.block_size == 16 && c.engine.num_blocks == 0 && c.engine.memory_fraction == 0.9);
     CHECK(c.engine.slot_policy == LS_SLOT_LOWEST && c.engine.prefix_caching == 1 && c.engine.debug_poison == 0);
     CHECK(c.engine.max_num_seqs == 16 && c.engine.max_batched_tokens == 256);
@@ -235,6 +236,14 @@ static void test_all_keys(void) {
 /* ------------------------------------------------------------------ errors */
 
 static void test_errors(void) {
+    /* tf32 only where cuBLAS runs fp32 products: backend cuda, mode fast, precision fp32 */
+    EXPECT_ERROR("model: m\ntf32: true\n", "t.yaml:2:7:", "tf32: true needs backend cuda",
+                 "got backend cpu, mode invariant, precision fp64");
+    EXPECT_ERROR("model: m\nbackend: cuda\nmode: fast\ntf32: true\n", "t.yaml:4:7:",
+                 "precision fp64", NULL);
+    EXPECT_ERROR("model: m\nbackend: cuda\nprecision: fp32\ntf32: true\n", "mode invariant", NULL,
+                 NULL);
+    EXPECT_ERROR("model: m\ntf32: 1\n", "tf32", "true or false", NULL);
     /* malformed YAML: libyaml's problem at 1-based line:col */
     EXPECT_ERROR("model: m\ncache: [1, 2\n", "t.yaml:3:1:", "did not find expected ',' or ']'", NULL);
     EXPECT_ERROR("model: m\ncache:\n  block_size: 4\n bad: 1\n", "t.yaml:4:", NULL, NULL);
@@ -441,7 +450,7 @@ static void test_set(void) {
                             "prefix_caching, debug_poison)"),
            "%s", err.msg);
     CHECK(set(&c, "cachee.block_size=3", &err) == -1);
-    CHECKF(strstr(err.msg, "unknown key 'cachee' (expected one of: model, precision, backend, mode, cache, sched, "
+    CHECKF(strstr(err.msg, "unknown key 'cachee' (expected one of: model, precision, backend, mode, tf32, cache, sched, "
                            "workload, faults, compare, output)"),
            "%s", err.msg);
     CHECK(set(&c, "cache.num_blocks=abc", &err) == -1);

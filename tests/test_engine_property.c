@@ -6,6 +6,7 @@
  * end show the mechanisms really ran (equality on a schedule that never used the cache
  * proves nothing). LS_QUICK=1 runs fewer configurations (sanitizer builds). */
 #include <inttypes.h>
+#include <string.h>
 #include <time.h>
 
 #include "engine/reference.h"
@@ -18,7 +19,21 @@ static const char *model_names[3] = {"jamba-tiny-a", "jamba-tiny-b", "jamba-smal
 typedef struct totals {
     tu_mechanisms m;
     int64_t tokens;
+    int64_t staged_runs;     /* configurations also run with every state staged */
 } totals;
+
+/* 1 if two results hold the same sequences, tokens and logprobs, bit for bit. */
+static int same_result(const ls_engine_result *a, const ls_engine_result *b) {
+    if (a->n_seqs != b->n_seqs) return 0;
+    for (int64_t s = 0; s < a->n_seqs; s++) {
+        const ls_engine_seq *x = &a->seqs[s], *y = &b->seqs[s];
+        if (x->request != y->request || x->rollout != y->rollout || x->len != y->len ||
+            memcmp(x->tokens, y->tokens, (size_t)x->len * sizeof *x->tokens) ||
+            memcmp(x->logprobs, y->logprobs, (size_t)x->len * sizeof *x->logprobs))
+            return 0;
+    }
+    return 1;
+}
 
 static int run_one(uint64_t seed, totals *T, int verbose) {
     int64_t vocab[3];
@@ -71,6 +86,23 @@ static int run_one(uint64_t seed, totals *T, int verbose) {
         T->tokens += cmp.sum.tokens;
         ls_comparison_free(&cmp);
     }
+    /* Every third configuration again with every state staged (copied to a staging row and
+     * back, the path the state faults need): updating states in their slots must change
+     * nothing. */
+    if (seed % 3 == 0 && !plant) {
+        ls_engine_config cs = c;
+        cs.stage_states = 1;
+        ls_engine_result staged;
+        rc = ls_engine_run(m, &cs, &wl, &staged, &err);
+        CHECKF(rc == 0, "seed %" PRIu64 ": staged run failed: %s", seed, err.msg);
+        if (rc == 0) {
+            CHECKF(same_result(&res, &staged),
+                   "seed %" PRIu64 ": staging every state changes the result (rerun: "
+                   "test_engine_property %" PRIu64 ")", seed, seed);
+            T->staged_runs++;
+            ls_engine_result_free(&staged);
+        }
+    }
     if (verbose) tu_print_case(seed, model_names[mi], prec, &res.stats);
     tu_tally(&T->m, &res.stats);
     ls_engine_result_free(&res);
@@ -98,8 +130,10 @@ int main(int argc, char **argv) {
     } else {
         int64_t n = getenv("LS_QUICK") ? 100 : 1000;
         for (int64_t i = 0; i < n; i++) run_one(0x5eed0000ULL + (uint64_t)i, &T, 0);
-        fprintf(stderr, "%lld configurations, %lld tokens compared bitwise in %.1f s\n",
-                (long long)T.m.configs, (long long)T.tokens, (double)(clock() - t0) / CLOCKS_PER_SEC);
+        fprintf(stderr, "%lld configurations, %lld tokens compared bitwise in %.1f s; %lld also run "
+                "with every state staged, bitwise equal to in place\n",
+                (long long)T.m.configs, (long long)T.tokens, (double)(clock() - t0) / CLOCKS_PER_SEC,
+                (long long)T.staged_runs);
         fprintf(stderr, "mechanisms: preemptions %lld (in %lld configs), prefix-hit tokens %lld, snapshot "
                 "restores %lld (in %lld configs), forks %lld, copy-on-write %lld, chunked prefills %lld, "
                 "padded rows %lld, configs using slot >= 8: %lld\n",
@@ -108,6 +142,7 @@ int main(int argc, char **argv) {
                 (long long)T.m.chunked, (long long)T.m.padded, (long long)T.m.high_slot_runs);
         /* Each mechanism must have run in a good share of the configurations. */
         CHECK(T.m.configs == n);
+        CHECK(T.staged_runs >= n / 4);
         CHECK(T.m.configs_preempting >= n / 10);
         CHECK(T.m.configs_hitting >= n / 20);
         CHECK(T.m.forks >= n / 4);

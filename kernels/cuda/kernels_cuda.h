@@ -1,6 +1,6 @@
 /* CUDA twins of the CPU kernels in kernels/kernels.h, plus the batch-level pieces a GPU
  * forward pass needs (ragged conv / scan / attention over a whole step, MoE dispatch,
- * KV writes, state copies). C-callable; compiled as CUDA C++ (the .cu files of kernels/cuda/).
+ * KV writes, state copies, batched copies). C-callable; compiled as CUDA C++ (the .cu files of kernels/cuda/).
  *
  * Every pointer argument is a DEVICE pointer unless the comment says "host". Every
  * function is asynchronous on `stream` (0 = the legacy default stream) and returns
@@ -33,6 +33,8 @@
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
+
+#include "engine/copy_plan.h"   /* ls_copy_op */
 
 #ifdef __cplusplus
 extern "C" {
@@ -81,10 +83,13 @@ typedef struct ls_cuda_batch {
      * x_div]) with e = expert[p] and W_e = w_list[e] (a device array of device pointers,      \
      * one [out][in] matrix per expert). x_div = k reads each token's row k times (gate/up);  \
      * x_div = 1 reads one row per pair (down). Same bits as ls_cuda_linear for the same       \
-     * (x, W). An expert index outside [0, n_experts) gives a NaN row. */                      \
+     * (x, W). An expert index outside [0, n_experts) gives a NaN row. `grp` is what          \
+     * ls_cuda_moe_group wrote for these expert indices, with the same pairs and n_experts:    \
+     * each block computes one tile of <= LS_CUDA_MOE_TILE pairs of one expert x 64 outputs,  \
+     * so an expert's weights are read once per tile, not once per pair. */                    \
     cudaError_t ls_cuda_linear_moe_##S(const T *x, int64_t ldx, int64_t x_div, int64_t pairs, \
                                        int64_t in, const T *const *w_list, int64_t n_experts,  \
-                                       const int64_t *expert, int64_t out, T *y, int64_t ldy,  \
+                                       const int32_t *grp, int64_t out, T *y, int64_t ldy,     \
                                        cudaStream_t stream);                                    \
     /* Fast mode: the same product through cuBLAS (not batch invariant, not bitwise; TF32    \
      * tensor cores when allow_tf32 and T is float). b may be NULL. */                         \
@@ -152,6 +157,32 @@ typedef struct ls_cuda_batch {
 LS_CUDA_DECLS(float, f32)
 LS_CUDA_DECLS(double, f64)
 
+/* MoE grouping for ls_cuda_linear_moe_*: a stable counting sort of the pairs p in
+ * [0, pairs) by expert[p] (ascending expert, ascending p within an expert; pairs whose
+ * expert is outside [0, n_experts) form a last group n_experts), cut into tiles of at most
+ * LS_CUDA_MOE_TILE pairs of one group. Computed on the device in one launch (one block; the
+ * host never sees the counts), deterministic. Call it once per MoE layer after the router;
+ * the gate, up and down linears share it. `grp` (device) holds
+ * ls_cuda_moe_group_len(pairs, n_experts) int32 elements:
+ *   grp[0]                          the number of tiles, n_tiles <= ls_cuda_moe_max_tiles()
+ *   grp[1 + i], i < pairs           order: the i-th pair in sorted order
+ *   grp[1 + pairs + 3t + {0,1,2}]   tile t < n_tiles: its group (expert, n_experts = invalid),
+ *                                   its first position i in order, its number of pairs (1..16)
+ * Tiles are in group order, then position order. Needs pairs <= LS_CUDA_MOE_MAX_PAIRS and
+ * n_experts <= LS_CUDA_MOE_MAX_EXPERTS. */
+#define LS_CUDA_MOE_TILE 16
+#define LS_CUDA_MOE_MAX_EXPERTS 256
+#define LS_CUDA_MOE_MAX_PAIRS (INT64_C(1) << 30)
+static inline int64_t ls_cuda_moe_max_tiles(int64_t pairs, int64_t n_experts) {
+    /* sum over the n_experts + 1 groups of ceil(count / 16) <= ceil(pairs / 16) + groups */
+    return (pairs + LS_CUDA_MOE_TILE - 1) / LS_CUDA_MOE_TILE + n_experts + 1;
+}
+static inline int64_t ls_cuda_moe_group_len(int64_t pairs, int64_t n_experts) {
+    return 1 + pairs + 3 * ls_cuda_moe_max_tiles(pairs, n_experts);
+}
+cudaError_t ls_cuda_moe_group(const int64_t *expert, int64_t pairs, int64_t n_experts,
+                              int32_t *grp, cudaStream_t stream);
+
 /* State copy (fork / snapshot / restore): for each pair i, copies `bytes` bytes from
  * src_base + src_slots[i] * stride_bytes to dst_base + dst_slots[i] * stride_bytes,
  * offsets computed in 64-bit with overflow checks. src_slots, dst_slots: HOST arrays.
@@ -160,11 +191,47 @@ cudaError_t ls_cuda_state_copy(void *dst_base, const void *src_base, int64_t str
                                const int64_t *src_slots, const int64_t *dst_slots,
                                int64_t n_pairs, int64_t bytes, cudaStream_t stream);
 
+/* One draw of engine/sampler.c's ls_sample from row `row` of a [n_rows][vocab] block of
+ * log-probability rows, keyed by (seed, request, rollout, position) like the host's. */
+typedef struct ls_cuda_sample_job {
+    int64_t row;
+    double temperature;          /* 0 = greedy */
+    int64_t top_k;               /* 0 = all */
+    double top_p;                /* (0, 1] */
+    uint64_t seed, request, rollout, position;
+} ls_cuda_sample_job;
+
+/* Bytes of device workspace ls_cuda_sample_* needs for n_rows rows of `vocab` (-1 if the
+ * sort cannot be sized). */
+int64_t ls_cuda_sample_workspace(int64_t n_rows, int64_t vocab);
+/* tokens[j], lps[j] = the token of draw jobs[j] (a device array) and its log-probability
+ * (the row's value widened to double), exactly ls_sample's definition: every sum in the
+ * host's order, so a token can differ from the host's only where CUDA's exp rounds
+ * differently from glibc's at a cumulative-weight boundary. */
+#define LS_CUDA_SAMPLE_DECL(T, S)                                                             \
+    cudaError_t ls_cuda_sample_##S(const T *rows, int64_t n_rows, int64_t vocab,               \
+                                   const ls_cuda_sample_job *jobs, int64_t n_jobs, void *work, \
+                                   int64_t work_bytes, int32_t *tokens, double *lps,           \
+                                   cudaStream_t stream);
+LS_CUDA_SAMPLE_DECL(float, f32)
+LS_CUDA_SAMPLE_DECL(double, f64)
+
 /* Strided fill (debug poison of a state pool): `count` runs of `n` elements of elem_bytes
  * (4 or 8) bytes, run c starting at element c * stride of p, every element set to the low
  * elem_bytes bytes of `bits`. One launch; 64-bit indices. */
 cudaError_t ls_cuda_fill_strided(void *p, int64_t elem_bytes, int64_t n, int64_t count,
                                  int64_t stride, uint64_t bits, cudaStream_t stream);
+
+/* Batched copies: ops[0, n) (a DEVICE array of descriptors, addresses device memory) each
+ * copy `bytes` bytes from src to dst, or zero-fill dst where src is NULL, all in one launch
+ * (one per 65535 ops), concurrently: the ops must be conflict-free (engine/copy_plan.h: no
+ * op writes bytes another op, or itself, reads or writes). max_bytes: the largest op's
+ * bytes (the grid's x extent); unit: 1, 4, 8 or 16, and must divide every op's dst, src
+ * and bytes (ls_cuda_copy_unit; the caller's promise: the descriptors are not read here). */
+cudaError_t ls_cuda_copy_batch(const ls_copy_op *ops, int64_t n, int64_t max_bytes, int unit,
+                               cudaStream_t stream);
+/* The widest unit (16, 8, 4 or 1) that divides op's dst, src and bytes (host op). */
+int ls_cuda_copy_unit(const ls_copy_op *op);
 
 #ifdef __cplusplus
 }

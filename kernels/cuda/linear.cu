@@ -8,9 +8,12 @@
  * is -0 only when both addends are -0, so acc is never -0.
  *
  * linear_tiled: 16 rows x 64 outputs per block of 256 threads, each thread 1 row x 4
- * outputs (o, o+16, o+32, o+48). linear_moe: one (row, slot) pair x 64 outputs per block of
- * 64 threads, the weight matrix chosen by the pair's expert. Both give the same bits for
- * the same (x, W) row, whatever the number of rows. */
+ * outputs (o, o+16, o+32, o+48). linear_moe: the same tile and inner loop, but the 16 rows
+ * are up to 16 (row, slot) pairs of ONE expert, taken from ls_cuda_moe_group's tile table
+ * (kernels/cuda/moe.cu) and gathered through its order (x row = pair / x_div, y row = pair),
+ * so each expert's weights are read once per 16 pairs instead of once per pair. Which block
+ * and which tile row compute a pair never changes its operations. Both give the same bits
+ * for the same (x, W) row, whatever the number of rows or pairs and their grouping. */
 #include "kernels/cuda/common.cuh"
 
 #define LS_LIN_TM 16
@@ -70,40 +73,78 @@ ls_linear_tiled(const T *__restrict__ x, int64_t ldx, int64_t rows, int64_t in,
     }
 }
 
+/* grid.x: tiles (an upper bound; blocks past grp[0] leave at once), grid.y: 64-output tiles.
+ * Tiles on x (no 65535 limit), and a tile's neighbours in x are the other tiles of the same
+ * expert, which read the same weight tile: they tend to run together and share it in L2. */
 template <typename T>
-__global__ void __launch_bounds__(LS_LIN_TO)
-ls_linear_moe_kernel(const T *__restrict__ x, int64_t ldx, int64_t x_div, int64_t in,
-                     const T *const *__restrict__ w_list, int64_t n_experts,
-                     const int64_t *__restrict__ expert, int64_t out, T *__restrict__ y,
-                     int64_t ldy) {
-    __shared__ T xs[LS_LIN_TK];
+__global__ void __launch_bounds__(256)
+ls_linear_moe_tiled(const T *__restrict__ x, int64_t ldx, int64_t x_div, int64_t pairs,
+                    int64_t in, const T *const *__restrict__ w_list, int64_t n_experts,
+                    const int32_t *__restrict__ grp, int64_t out, T *__restrict__ y,
+                    int64_t ldy) {
+    __shared__ T xs[LS_LIN_TM][LS_LIN_TK];
     __shared__ T ws[LS_LIN_TO][LS_LIN_TK + 1];
+    __shared__ int64_t xoff[LS_LIN_TM], yoff[LS_LIN_TM];   /* -1: no pair in this tile row */
     const int tid = threadIdx.x;
-    const int64_t p = blockIdx.x, o0 = (int64_t)blockIdx.y * LS_LIN_TO, o = o0 + tid;
-    const int64_t e = expert[p];
-    if (e < 0 || e >= n_experts) {   /* uniform over the block: no barrier is skipped by half */
-        if (o < out) y[p * ldy + o] = ls_nan<T>();
+    const int64_t t = blockIdx.x, o0 = (int64_t)blockIdx.y * LS_LIN_TO;
+    if (t >= (int64_t)grp[0]) return;   /* uniform over the block, before any barrier */
+    const int32_t *tile = grp + 1 + pairs + 3 * t;
+    const int64_t e = tile[0];
+    const int n = tile[2];                          /* 1..16 pairs */
+    const int32_t *order = grp + 1 + (int64_t)tile[1];
+    const int r = tid / 16, oc = tid % 16;
+    if (e < 0 || e >= n_experts) {   /* the invalid-expert group: uniform, no barrier skipped */
+        if (r < n) {
+            const int64_t p = order[r];
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int64_t o = o0 + oc + 16 * i;
+                if (o < out) y[p * ldy + o] = ls_nan<T>();
+            }
+        }
         return;
     }
+    if (tid < LS_LIN_TM) {
+        const int64_t p = tid < n ? (int64_t)order[tid] : -1;
+        xoff[tid] = p >= 0 ? (p / x_div) * ldx : -1;
+        yoff[tid] = p >= 0 ? p * ldy : -1;
+    }
+    __syncthreads();
     const T *w = w_list[e];
-    const T *xr = x + (p / x_div) * ldx;
-    T acc[8];
+    T acc[4][8];
 #pragma unroll
-    for (int j = 0; j < 8; j++) acc[j] = (T)0;
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 8; j++) acc[i][j] = (T)0;
     for (int64_t k0 = 0; k0 < in; k0 += LS_LIN_TK) {
-        if (tid < LS_LIN_TK) xs[tid] = k0 + tid < in ? xr[k0 + tid] : (T)0;
 #pragma unroll
-        for (int q = 0; q < LS_LIN_TK; q++) {
-            const int idx = tid + LS_LIN_TO * q, oo = idx / LS_LIN_TK, kk = idx % LS_LIN_TK;
-            const int64_t oi = o0 + oo, k = k0 + kk;
-            ws[oo][kk] = (oi < out && k < in) ? w[oi * in + k] : (T)0;
+        for (int q = 0; q < (LS_LIN_TM * LS_LIN_TK) / 256; q++) {
+            const int idx = tid + 256 * q, rr = idx / LS_LIN_TK, kk = idx % LS_LIN_TK;
+            const int64_t xo = xoff[rr], k = k0 + kk;
+            xs[rr][kk] = (xo >= 0 && k < in) ? x[xo + k] : (T)0;
+        }
+#pragma unroll
+        for (int q = 0; q < (LS_LIN_TO * LS_LIN_TK) / 256; q++) {
+            const int idx = tid + 256 * q, oo = idx / LS_LIN_TK, kk = idx % LS_LIN_TK;
+            const int64_t o = o0 + oo, k = k0 + kk;
+            ws[oo][kk] = (o < out && k < in) ? w[o * in + k] : (T)0;
         }
         __syncthreads();
 #pragma unroll
-        for (int kk = 0; kk < LS_LIN_TK; kk++) acc[kk & 7] += ws[tid][kk] * xs[kk];
+        for (int kk = 0; kk < LS_LIN_TK; kk++) {
+            const T xv = xs[r][kk];
+#pragma unroll
+            for (int i = 0; i < 4; i++) acc[i][kk & 7] += ws[oc + 16 * i][kk] * xv;
+        }
         __syncthreads();
     }
-    if (o < out) y[p * ldy + o] = ls_tree8(acc);
+    const int64_t yo = yoff[r];
+    if (yo < 0) return;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int64_t o = o0 + oc + 16 * i;
+        if (o < out) y[yo + o] = ls_tree8(acc[i]);
+    }
 }
 
 template <typename T>
@@ -126,20 +167,22 @@ static cudaError_t ls_linear(const T *x, int64_t ldx, int64_t rows, int64_t in, 
 template <typename T>
 static cudaError_t ls_linear_moe(const T *x, int64_t ldx, int64_t x_div, int64_t pairs,
                                  int64_t in, const T *const *w_list, int64_t n_experts,
-                                 const int64_t *expert, int64_t out, T *y, int64_t ldy,
+                                 const int32_t *grp, int64_t out, T *y, int64_t ldy,
                                  cudaStream_t stream) {
-    LS_CUDA_REQUIRE(pairs >= 0 && in > 0 && out > 0 && ldx >= in && ldy >= out && x_div >= 1 &&
-                        n_experts >= 1,
-                    "linear_moe: bad sizes pairs=%lld in=%lld out=%lld x_div=%lld",
-                    (long long)pairs, (long long)in, (long long)out, (long long)x_div);
+    LS_CUDA_REQUIRE(pairs >= 0 && pairs <= LS_CUDA_MOE_MAX_PAIRS && in > 0 && out > 0 &&
+                        ldx >= in && ldy >= out && x_div >= 1 && n_experts >= 1 &&
+                        n_experts <= LS_CUDA_MOE_MAX_EXPERTS && grp != NULL,
+                    "linear_moe: bad sizes pairs=%lld in=%lld out=%lld x_div=%lld n_experts=%lld",
+                    (long long)pairs, (long long)in, (long long)out, (long long)x_div,
+                    (long long)n_experts);
     if (pairs == 0) return cudaSuccess;
-    const int64_t gy = ls_cuda_cdiv(out, LS_LIN_TO);
-    LS_CUDA_REQUIRE(pairs <= LS_CUDA_MAX_GRID_X && gy <= LS_CUDA_MAX_GRID_YZ,
+    const int64_t gx = ls_cuda_moe_max_tiles(pairs, n_experts), gy = ls_cuda_cdiv(out, LS_LIN_TO);
+    LS_CUDA_REQUIRE(gx <= LS_CUDA_MAX_GRID_X && gy <= LS_CUDA_MAX_GRID_YZ,
                     "linear_moe: %lld pairs x %lld outputs is too large for one launch",
                     (long long)pairs, (long long)out);
-    dim3 grid((unsigned)pairs, (unsigned)gy);
-    ls_linear_moe_kernel<T><<<grid, LS_LIN_TO, 0, stream>>>(x, ldx, x_div, in, w_list, n_experts,
-                                                            expert, out, y, ldy);
+    dim3 grid((unsigned)gx, (unsigned)gy);
+    ls_linear_moe_tiled<T><<<grid, 256, 0, stream>>>(x, ldx, x_div, pairs, in, w_list, n_experts,
+                                                     grp, out, y, ldy);
     return ls_cuda_launched("linear_moe");
 }
 
@@ -151,10 +194,10 @@ static cudaError_t ls_linear_moe(const T *x, int64_t ldx, int64_t x_div, int64_t
     }                                                                                          \
     extern "C" cudaError_t ls_cuda_linear_moe_##S(                                             \
         const T *x, int64_t ldx, int64_t x_div, int64_t pairs, int64_t in,                     \
-        const T *const *w_list, int64_t n_experts, const int64_t *expert, int64_t out, T *y,   \
+        const T *const *w_list, int64_t n_experts, const int32_t *grp, int64_t out, T *y,      \
         int64_t ldy, cudaStream_t stream) {                                                    \
-        return ls_linear_moe<T>(x, ldx, x_div, pairs, in, w_list, n_experts, expert, out, y,  \
-                                ldy, stream);                                                  \
+        return ls_linear_moe<T>(x, ldx, x_div, pairs, in, w_list, n_experts, grp, out, y, ldy, \
+                                stream);                                                       \
     }
 LS_INST(float, f32)
 LS_INST(double, f64)

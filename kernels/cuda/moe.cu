@@ -2,7 +2,19 @@
  * in its order, exp, k selection passes with ties to the lower index, insertion sort to
  * ascending expert order, weights not renormalised). Combine: out = 0, then out +=
  * y_t * w_t for the row's k slots in ascending expert order, one thread per element.
- * The experts themselves run through ls_cuda_linear_moe over (row, slot) pairs. */
+ * The experts themselves run through ls_cuda_linear_moe over (row, slot) pairs, grouped by
+ * expert first (ls_cuda_moe_group, below), so that each block of the linear computes a tile of
+ * up to 16 pairs of one expert and reads that expert's weights once for all of them.
+ *
+ * Group: one block of 1024 threads. (1) counts per group with shared-memory integer atomics
+ * (integer sums: the result does not depend on their order); (2) one thread scans the <= 257
+ * counts into each group's first position in `order` and first tile, and the block writes
+ * the tile table; (3) the pairs are scattered in chunks of 1024, in index order: inside a
+ * warp, __match_any_sync finds the lanes with the same group and a lane's rank is the number
+ * of such lanes below it; per-warp counts are scanned across the 32 warps (one thread per
+ * group, warps in order), and each group's running position moves on by the chunk's count.
+ * So a pair lands at (pairs of its group in earlier chunks) + (in earlier warps of this chunk)
+ * + (in lower lanes of its warp): a stable counting sort, the same every run. */
 #include <math.h>
 
 #include "kernels/cuda/common.cuh"
@@ -78,6 +90,87 @@ static cudaError_t ls_moe_combine(const T *y, const T *wts, int64_t rows, int64_
     if (blocks > 65536) blocks = 65536;
     ls_moe_combine_kernel<T><<<(unsigned)blocks, 256, 0, stream>>>(y, wts, rows, k, H, out);
     return ls_cuda_launched("moe_combine");
+}
+
+#define LS_MOE_GROUP_THREADS 1024
+#define LS_MOE_GROUP_WARPS (LS_MOE_GROUP_THREADS / 32)
+#define LS_MOE_MAX_GROUPS (LS_CUDA_MOE_MAX_EXPERTS + 1)
+
+__device__ __forceinline__ int ls_moe_group_of(int64_t e, int64_t n_experts) {
+    return e >= 0 && e < n_experts ? (int)e : (int)n_experts;   /* invalid: the last group */
+}
+
+__global__ void __launch_bounds__(LS_MOE_GROUP_THREADS)
+ls_moe_group_kernel(const int64_t *__restrict__ expert, int64_t pairs, int64_t n_experts,
+                    int32_t *__restrict__ grp) {
+    __shared__ int cnt[LS_MOE_MAX_GROUPS];     /* pairs per group */
+    __shared__ int pos[LS_MOE_MAX_GROUPS];     /* next free position of the group in order */
+    __shared__ int tile0[LS_MOE_MAX_GROUPS];   /* the group's first tile */
+    __shared__ int wcnt[LS_MOE_GROUP_WARPS][LS_MOE_MAX_GROUPS];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int G = (int)n_experts + 1;          /* <= LS_MOE_MAX_GROUPS <= blockDim */
+    int32_t *order = grp + 1, *tiles = grp + 1 + pairs;
+    for (int g = tid; g < G; g += LS_MOE_GROUP_THREADS) cnt[g] = 0;
+    __syncthreads();
+    for (int64_t i = tid; i < pairs; i += LS_MOE_GROUP_THREADS)
+        atomicAdd(&cnt[ls_moe_group_of(expert[i], n_experts)], 1);
+    __syncthreads();
+    if (tid == 0) {
+        int p = 0, t = 0;
+        for (int g = 0; g < G; g++) {
+            pos[g] = p;
+            tile0[g] = t;
+            p += cnt[g];
+            t += (cnt[g] + LS_CUDA_MOE_TILE - 1) / LS_CUDA_MOE_TILE;
+        }
+        grp[0] = t;
+    }
+    __syncthreads();
+    for (int g = 0; g < G; g++) {
+        const int c = cnt[g], nt = (c + LS_CUDA_MOE_TILE - 1) / LS_CUDA_MOE_TILE;
+        for (int j = tid; j < nt; j += LS_MOE_GROUP_THREADS) {
+            int32_t *d = tiles + 3 * (int64_t)(tile0[g] + j);
+            d[0] = g;
+            d[1] = pos[g] + LS_CUDA_MOE_TILE * j;
+            d[2] = min(LS_CUDA_MOE_TILE, c - LS_CUDA_MOE_TILE * j);
+        }
+    }
+    __syncthreads();   /* pos is read above and moved on below */
+    const unsigned below = (1u << lane) - 1u;
+    for (int64_t c0 = 0; c0 < pairs; c0 += LS_MOE_GROUP_THREADS) {   /* uniform trip count */
+        const int64_t i = c0 + tid;
+        const int g = i < pairs ? ls_moe_group_of(expert[i], n_experts) : -1;
+        for (int j = tid; j < LS_MOE_GROUP_WARPS * G; j += LS_MOE_GROUP_THREADS)
+            wcnt[j / G][j % G] = 0;
+        const unsigned same = __match_any_sync(0xffffffffu, g);   /* all 32 lanes take part */
+        const int rank = __popc(same & below);
+        __syncthreads();
+        if (g >= 0 && rank == 0) wcnt[warp][g] = __popc(same);
+        __syncthreads();
+        int total = 0;
+        if (tid < G)
+            for (int w = 0; w < LS_MOE_GROUP_WARPS; w++) {   /* exclusive scan, warps in order */
+                const int c = wcnt[w][tid];
+                wcnt[w][tid] = total;
+                total += c;
+            }
+        __syncthreads();
+        if (g >= 0) order[pos[g] + wcnt[warp][g] + rank] = (int32_t)i;
+        __syncthreads();   /* every read of pos and wcnt is done */
+        if (tid < G) pos[tid] += total;
+    }
+}
+
+extern "C" cudaError_t ls_cuda_moe_group(const int64_t *expert, int64_t pairs, int64_t n_experts,
+                                         int32_t *grp, cudaStream_t stream) {
+    LS_CUDA_REQUIRE(pairs >= 0 && pairs <= LS_CUDA_MOE_MAX_PAIRS && n_experts >= 1 &&
+                        n_experts <= LS_CUDA_MOE_MAX_EXPERTS && grp != NULL &&
+                        (pairs == 0 || expert != NULL),
+                    "moe_group: bad sizes pairs=%lld n_experts=%lld (at most %lld and %d)",
+                    (long long)pairs, (long long)n_experts, (long long)LS_CUDA_MOE_MAX_PAIRS,
+                    LS_CUDA_MOE_MAX_EXPERTS);
+    ls_moe_group_kernel<<<1, LS_MOE_GROUP_THREADS, 0, stream>>>(expert, pairs, n_experts, grp);
+    return ls_cuda_launched("moe_group");
 }
 
 #define LS_INST(T, S)                                                                        \

@@ -13,6 +13,9 @@
  * sequence alone vs in a ragged batch, chunked vs whole (state carried), paged vs
  * contiguous KV blocks, and the same launch twice.
  *
+ * Batched copies (ls_cuda_copy_batch over the planner's waves, and the CUDA backend's queue
+ * flush) against the same ops run one by one on the host, bytewise.
+ *
  * Without a usable GPU the test exits 77 (meson: skipped). LS_CUDA_BIG=0 skips the
  * 4 GiB state-copy offset check (use it under compute-sanitizer); LS_CUDA_BENCH=1 adds a
  * rough timing of the invariant linear against cuBLAS. The file includes itself once per precision. */
@@ -26,7 +29,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/backend_cuda.h"
+#include "engine/copy_plan.h"
 #include "kernels/cuda/kernels_cuda.h"
+#include "tests/cuda/cu_check.h"
 #include "kernels/kernels.h"
 #include "tests/check.h"
 
@@ -44,15 +50,7 @@ static double urand(double lo, double hi) {
 static int64_t irand(int64_t n) { return (int64_t)(rnd64() % (uint64_t)n); }
 
 /* ---- CUDA plumbing ---- */
-#define CU(call)                                                                           \
-    do {                                                                                   \
-        cudaError_t e_ = (call);                                                           \
-        if (e_ != cudaSuccess) {                                                           \
-            fprintf(stderr, "%s:%d: %s: %s [%s]\n", __FILE__, __LINE__, #call,             \
-                    cudaGetErrorString(e_), ls_cuda_error_message());                     \
-            exit(1);                                                                       \
-        }                                                                                  \
-    } while (0)
+#define CU(call) LS_CU_OR_EXIT(call, 1)
 /* launch, then wait and surface asynchronous errors */
 #define RUN(call) do { CU(call); CU(cudaDeviceSynchronize()); } while (0)
 
@@ -164,6 +162,28 @@ static int bench_on(void) {
     return b && !strcmp(b, "1");
 }
 
+/* Host twin of ls_cuda_moe_group (kernels_cuda.h): the stable counting sort of the pairs
+ * by expert (out-of-range experts in a last group E), then the tile table. Returns how many
+ * leading int32 elements of grp are defined: 1 + P + 3 * n_tiles. */
+static int64_t moe_group_host(const int64_t *ex, int64_t P, int64_t E, int32_t *grp) {
+    int64_t n = 1, nt = 0;
+    for (int64_t g = 0; g <= E; g++) {
+        const int64_t first = n - 1;
+        for (int64_t p = 0; p < P; p++) {
+            const int64_t pg = ex[p] >= 0 && ex[p] < E ? ex[p] : E;
+            if (pg == g) grp[n++] = (int32_t)p;
+        }
+        for (int64_t i = first; i < n - 1; i += LS_CUDA_MOE_TILE, nt++) {
+            int32_t *t = grp + 1 + P + 3 * nt;
+            t[0] = (int32_t)g;
+            t[1] = (int32_t)i;
+            t[2] = (int32_t)(n - 1 - i < LS_CUDA_MOE_TILE ? n - 1 - i : LS_CUDA_MOE_TILE);
+        }
+    }
+    grp[0] = (int32_t)nt;
+    return 1 + P + 3 * nt;
+}
+
 #define LS_T float
 #define LS_S(n) n##_f32
 #define LS_TOL 2e-6
@@ -245,6 +265,173 @@ static void test_state_copy(void) {
     printf("state_copy: copy to byte offset %lld (> 4 GiB) ok\n", (long long)(2 * stride));
 }
 
+/* ---- batched copies (precision-free): ls_cuda_copy_batch over the planner's waves, and
+ * the CUDA backend's queue flush, against the same ops run one by one on the host
+ * (memmove / memset). Random batches with conflicts, zero fills, copies onto themselves and
+ * overlapping their own source; addresses and lengths aligned to 16, 8, 4 or nothing, so
+ * every unit path runs; a batch over 65535 ops (grid.y chunks) and ops past the grid's
+ * x extent (the stride loop). */
+static unsigned char *cb_host(unsigned char *h, unsigned char *d, const void *p) {
+    return h + ((const unsigned char *)p - d);
+}
+
+static void cb_seq(unsigned char *h, unsigned char *d, const ls_copy_op *ops, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        if (ops[i].bytes <= 0) continue;
+        if (ops[i].src) memmove(cb_host(h, d, ops[i].dst), cb_host(h, d, ops[i].src), (size_t)ops[i].bytes);
+        else memset(cb_host(h, d, ops[i].dst), 0, (size_t)ops[i].bytes);
+    }
+}
+
+/* n ops inside d[0, B): offsets and lengths multiples of align; dense: anywhere (many
+ * conflicts), else sources in the low half and destinations in the high half. */
+static void cb_random(ls_copy_op *ops, int64_t n, unsigned char *d, int64_t B, int64_t align,
+                      int dense, int64_t max_len) {
+    for (int64_t i = 0; i < n; i++) {
+        int64_t len = align * irand(max_len / align + 1);
+        if (align == 1 && irand(2)) len += irand(3);
+        const int64_t half = B / 2 - len;
+        const int64_t so = dense ? irand(B - len + 1) : irand(half + 1);
+        const int64_t doff = dense ? irand(B - len + 1) : B / 2 + irand(half + 1);
+        ls_copy_op o = {d + doff / align * align, d + so / align * align, len};
+        const int64_t k = irand(24);
+        if (k == 0) o.src = NULL;
+        else if (k == 1) o.src = o.dst;
+        else if (k == 2 && i > 0 && ops[i - 1].bytes >= len) o.src = ops[i - 1].dst;   /* reads a write */
+        else if (k == 3 && len > align && (unsigned char *)o.dst + len + align <= d + B)
+            o.src = (unsigned char *)o.dst + align;                                 /* self-overlap */
+        ops[i] = o;
+    }
+}
+
+/* The waves through ls_cuda_copy_batch, one launch per wave at the widest unit every op of
+ * the wave allows (at most max_unit); a lone self-overlapping op through a temporary. */
+static void cb_run_waves(ls_copy_op *ops, int64_t n, ls_copy_op *desc_d, unsigned char *stage,
+                         int max_unit) {
+    n = ls_copy_compact(ops, n);
+    ls_copy_plan p = {0};
+    CHECK(ls_copy_plan_waves(&p, ops, n) == 0);
+    int64_t a = 0;
+    for (int64_t w = 0; w < p.n_waves; a = p.end[w++]) {
+        const int64_t b = p.end[w];
+        if (b - a == 1 && ls_copy_self_overlaps(&ops[a])) {
+            CU(cudaMemcpy(stage, ops[a].src, (size_t)ops[a].bytes, cudaMemcpyDeviceToDevice));
+            CU(cudaMemcpy(ops[a].dst, stage, (size_t)ops[a].bytes, cudaMemcpyDeviceToDevice));
+            continue;
+        }
+        int unit = max_unit;
+        int64_t maxb = 0;
+        for (int64_t i = a; i < b; i++) {
+            const int u = ls_cuda_copy_unit(&ops[i]);
+            unit = u < unit ? u : unit;
+            maxb = ops[i].bytes > maxb ? ops[i].bytes : maxb;
+        }
+        CU(cudaMemcpy(desc_d, ops + a, (size_t)(b - a) * sizeof *ops, cudaMemcpyHostToDevice));
+        RUN(ls_cuda_copy_batch(desc_d, b - a, maxb, unit, 0));
+    }
+    ls_copy_plan_free(&p);
+}
+
+/* The same ops through the backend's queue (ls_cuda_flush) on a bare context (legacy
+ * stream), kept across calls so its descriptor buffers are reused and grown. */
+static void cb_run_flush(ls_cuda_ctx *x, const ls_copy_op *ops, int64_t n) {
+    ls_err err = {{0}};
+    if (n > x->q_cap) {
+        free(x->q);
+        x->q = hmalloc((size_t)n * sizeof *ops);
+        x->q_cap = n;
+    }
+    memcpy(x->q, ops, (size_t)n * sizeof *ops);
+    x->q_n = n;
+    CHECKF(ls_cuda_flush(x, &err) == 0, "flush: %s", err.msg);
+    CHECK(x->q_n == 0);
+}
+
+static void cb_free_ctx(ls_cuda_ctx *x) {
+    CU(cudaDeviceSynchronize());
+    free(x->q);
+    ls_copy_plan_free(&x->plan);
+    if (x->desc_d) CU(cudaFree(x->desc_d));
+    if (x->desc_h) CU(cudaFreeHost(x->desc_h));
+    if (x->stage_d) CU(cudaFree(x->stage_d));
+    if (x->desc_ev) CU(cudaEventDestroy(x->desc_ev));
+    free(x);
+}
+
+static void test_copy_batch(void) {
+    const int64_t B = 8192;
+    unsigned char *h0 = hmalloc((size_t)B), *want = hmalloc((size_t)B), *got = hmalloc((size_t)B);
+    unsigned char *d = dmalloc((size_t)B), *stage = dmalloc((size_t)B);
+    enum { NMAX = 300 };
+    ls_copy_op *ops = hmalloc(NMAX * sizeof *ops), *ops2 = hmalloc(NMAX * sizeof *ops);
+    ls_copy_op *desc_d = dmalloc(NMAX * sizeof *ops);
+    static const int64_t aligns[4] = {16, 8, 4, 1};
+    int64_t mismatches = 0, cases = 0;
+    ls_cuda_ctx *x = calloc(1, sizeof *x);
+    for (int it = 0; it < 400; it++) {
+        const int64_t align = aligns[it % 4], n = 1 + irand(NMAX);
+        const int dense = (it / 4) % 2, max_unit = (int)aligns[irand(4)];
+        cb_random(ops, n, d, B, align, dense, dense ? 96 : 512);
+        for (int64_t i = 0; i < B; i++) h0[i] = (unsigned char)rnd64();
+        memcpy(want, h0, (size_t)B);
+        cb_seq(want, d, ops, n);
+        /* kernel over the waves: the widest unit, and a narrower one */
+        for (int k = 0; k < 2; k++) {
+            CU(cudaMemcpy(d, h0, (size_t)B, cudaMemcpyHostToDevice));
+            memcpy(ops2, ops, (size_t)n * sizeof *ops);
+            cb_run_waves(ops2, n, desc_d, stage, k ? max_unit : 16);
+            dget(got, d, (size_t)B);
+            mismatches += memcmp(got, want, (size_t)B) != 0;
+            cases++;
+        }
+        /* the backend's flush */
+        CU(cudaMemcpy(d, h0, (size_t)B, cudaMemcpyHostToDevice));
+        cb_run_flush(x, ops, n);
+        dget(got, d, (size_t)B);
+        mismatches += memcmp(got, want, (size_t)B) != 0;
+        cases++;
+    }
+    cb_free_ctx(x);
+    CHECKF(mismatches == 0, "copy_batch: %lld of %lld random batches differ from the sequence",
+           (long long)mismatches, (long long)cases);
+    /* bad arguments are refused */
+    CHECK(ls_cuda_copy_batch(desc_d, 1, 16, 2, 0) == cudaErrorInvalidValue);
+    CHECK(ls_cuda_copy_batch(NULL, 1, 16, 4, 0) == cudaErrorInvalidValue);
+    free(h0), free(want), free(got), free(ops), free(ops2);
+    dfree_all();
+
+    /* 70000 4-byte ops in one batch (two grid.y chunks), half zero fills */
+    const int64_t N = 70000, total = 2 * N * 8;
+    unsigned char *hb = hmalloc((size_t)total), *gb = hmalloc((size_t)total);
+    unsigned char *db = dmalloc((size_t)total);
+    ls_copy_op *big = hmalloc((size_t)N * sizeof *big);
+    for (int64_t i = 0; i < total; i++) hb[i] = (unsigned char)rnd64();
+    CU(cudaMemcpy(db, hb, (size_t)total, cudaMemcpyHostToDevice));
+    for (int64_t i = 0; i < N; i++)
+        big[i] = (ls_copy_op){db + N * 8 + i * 8 + 4 * (i & 1), i % 2 ? db + i * 8 : NULL, 4};
+    ls_copy_op *bd = dput(big, (size_t)N * sizeof *big);
+    RUN(ls_cuda_copy_batch(bd, N, 4, 4, 0));
+    cb_seq(hb, db, big, N);
+    dget(gb, db, (size_t)total);
+    CHECKF(memcmp(gb, hb, (size_t)total) == 0, "copy_batch: %lld ops (grid.y chunks)", (long long)N);
+    /* ops longer than the grid's x extent: 3 x 24 MiB, the grid-stride loop */
+    const int64_t L = INT64_C(24) << 20;
+    unsigned char *dl = dmalloc((size_t)(6 * L));
+    ls_copy_op lops[3] = {{dl + 3 * L, dl, L}, {dl + 4 * L, dl + L, L - 16}, {dl + 5 * L, NULL, L}};
+    ls_copy_op *ld = dput(lops, sizeof lops);
+    unsigned char *hl = hmalloc((size_t)(6 * L)), *gl = hmalloc((size_t)(6 * L));
+    for (int64_t i = 0; i < 6 * L; i++) hl[i] = (unsigned char)(i * 131 + (i >> 20));
+    CU(cudaMemcpy(dl, hl, (size_t)(6 * L), cudaMemcpyHostToDevice));
+    RUN(ls_cuda_copy_batch(ld, 3, L, 16, 0));
+    cb_seq(hl, dl, lops, 3);
+    dget(gl, dl, (size_t)(6 * L));
+    CHECK(memcmp(gl, hl, (size_t)(6 * L)) == 0);
+    free(hb), free(gb), free(big), free(hl), free(gl);
+    dfree_all();
+    printf("copy_batch: %lld random batches, %lld ops in one batch, 24 MiB ops ok\n",
+           (long long)cases, (long long)N);
+}
+
 int main(void) {
     if (!ls_cuda_device_available()) {
         printf("no CUDA device: skipped\n");
@@ -263,6 +450,7 @@ int main(void) {
     run_all_f32();
     run_all_f64();
     test_state_copy();
+    test_copy_batch();
     printf("\n%-26s %-4s %-4s %8s %8s %9s %10s\n", "op (vs CPU twin)", "prec", "mode", "elems",
            "bit-eq%", "max-ulp", "max-err");
     for (int i = 0; i < n_stats; i++) {
@@ -434,44 +622,6 @@ static void LS_S(test_linear)(void) {
         free(y), free(got);
     }
 
-    /* MoE expert linear over (row, slot) pairs, k = 2, 4 experts */
-    const int64_t E = 4, k = 2, P = R * k;
-    LS_T *we[4], *dwe[4];
-    for (int e = 0; e < E; e++) {
-        we[e] = LS_S(hrand)(out * in, -1, 1);
-        dwe[e] = LS_S(dputT)(we[e], out * in);
-    }
-    LS_T **dlist = dput(dwe, sizeof dwe);
-    int64_t *ex = hmalloc((size_t)P * 8);
-    for (int64_t p = 0; p < P; p++) ex[p] = irand(E);
-    ex[7] = 9;   /* out of range: a NaN row */
-    int64_t *dex = dput(ex, (size_t)P * 8);
-    LS_T *dym = LS_S(dalloc)(P * out);
-    RUN(LS_S(ls_cuda_linear_moe)(dxx, ldx, k, P, in, (const LS_T *const *)dlist, E, dex, out, dym,
-                                 out, 0));
-    LS_T *gm = LS_S(dgetT)(dym, P * out), *rm = hmalloc((size_t)(P * out) * sizeof(LS_T));
-    for (int64_t p = 0; p < P; p++) {
-        if (ex[p] >= E) {
-            for (int64_t o = 0; o < out; o++) rm[p * out + o] = (LS_T)NAN;
-            continue;
-        }
-        LS_S(ls_linear)(x + (p / k) * ldx, 1, in, we[ex[p]], NULL, out, rm + p * out);
-    }
-    LS_S(cmp)("linear_moe (pairs, k=2)", gm, rm, P * out, 1, 0);
-    /* x_div = 1 (the down projection's layout) on the first R pairs */
-    dpoison(dym, (size_t)(P * out) * sizeof(LS_T));
-    RUN(LS_S(ls_cuda_linear_moe)(dxx, ldx, 1, R, in, (const LS_T *const *)dlist, E, dex, out, dym,
-                                 out, 0));
-    LS_T *gd = LS_S(dgetT)(dym, R * out);
-    for (int64_t p = 0; p < R; p++) {
-        if (ex[p] >= E) {
-            for (int64_t o = 0; o < out; o++) rm[p * out + o] = (LS_T)NAN;
-            continue;
-        }
-        LS_S(ls_linear)(x + p * ldx, 1, in, we[ex[p]], NULL, out, rm + p * out);
-    }
-    LS_S(cmp)("linear_moe (x_div=1)", gd, rm, R * out, 1, 0);
-
     /* fast mode (cuBLAS): tolerance only */
     cublasHandle_t hdl;
     CHECK(cublasCreate(&hdl) == CUBLAS_STATUS_SUCCESS);
@@ -511,8 +661,109 @@ static void LS_S(test_linear)(void) {
                2.0 * (double)(M * K * O) / dt * 1e-9, dtf * 1e3,
                2.0 * (double)(M * K * O) / dtf * 1e-9);
     }
-    for (int e = 0; e < E; e++) free(we[e]);
-    free(x), free(w), free(b), free(ref), free(ex), free(gm), free(rm), free(gd);
+    free(x), free(w), free(b), free(ref);
+    dfree_all();
+}
+
+/* One MoE expert linear case: P pairs, pair p reading x row p / x_div and expert ex[p]
+ * (values outside [0, E) allowed), E random experts. The grouping must be the host's stable
+ * counting sort; every output must equal the CPU twin's ls_linear of (x row, expert) bit for
+ * bit, NaN exactly on the invalid pairs' rows; a second grouping and launch give the same bits. */
+static void LS_S(moe_case)(const char *name, int64_t E, int64_t P, int64_t x_div,
+                           const int64_t *ex) {
+    const int64_t in = 203, out = 131, ldx = 210, ldy = 140, xr = (P + x_div - 1) / x_div;
+    LS_T *x = LS_S(hrand)(xr * ldx, -1, 1), *dx = LS_S(dputT)(x, xr * ldx);
+    LS_T **we = hmalloc((size_t)E * sizeof *we), **dwe = hmalloc((size_t)E * sizeof *dwe);
+    for (int64_t e = 0; e < E; e++) {
+        we[e] = LS_S(hrand)(out * in, -1, 1);
+        dwe[e] = LS_S(dputT)(we[e], out * in);
+    }
+    const LS_T *const *dlist = dput(dwe, (size_t)E * sizeof *dwe);
+    const int64_t *dex = dput(ex, (size_t)P * 8);
+    const int64_t glen = ls_cuda_moe_group_len(P, E);
+    int32_t *dgrp = dmalloc((size_t)glen * 4);
+    int32_t *g = hmalloc((size_t)glen * 4), *hg = hmalloc((size_t)glen * 4);
+    RUN(ls_cuda_moe_group(dex, P, E, dgrp, 0));
+    dget(g, dgrp, (size_t)glen * 4);
+    const int64_t used = moe_group_host(ex, P, E, hg);
+    CHECKF(g[0] == hg[0] && g[0] <= ls_cuda_moe_max_tiles(P, E) &&
+               memcmp(g, hg, (size_t)used * 4) == 0,
+           "moe_group (%s, %s): not the stable counting sort (%d tiles, host %d)", name,
+           LS_IS64 ? "f64" : "f32", g[0], hg[0]);
+    LS_T *dy = LS_S(dalloc)(P * ldy);
+    RUN(LS_S(ls_cuda_linear_moe)(dx, ldx, x_div, P, in, dlist, E, dgrp, out, dy, ldy, 0));
+    LS_T *y = LS_S(dgetT)(dy, P * ldy), *got = LS_S(pack)(y, P, out, ldy);
+    LS_T *ref = hmalloc((size_t)(P * out > 0 ? P * out : 1) * sizeof(LS_T));
+    for (int64_t p = 0; p < P; p++) {
+        if (ex[p] < 0 || ex[p] >= E) {
+            for (int64_t o = 0; o < out; o++) ref[p * out + o] = (LS_T)NAN;
+            continue;
+        }
+        LS_S(ls_linear)(x + (p / x_div) * ldx, 1, in, we[ex[p]], NULL, out, ref + p * out);
+    }
+    LS_S(cmp)(name, got, ref, P * out, 1, 0);
+    dpoison(dgrp, (size_t)glen * 4);
+    dpoison(dy, (size_t)(P * ldy) * sizeof(LS_T));
+    RUN(ls_cuda_moe_group(dex, P, E, dgrp, 0));
+    RUN(LS_S(ls_cuda_linear_moe)(dx, ldx, x_div, P, in, dlist, E, dgrp, out, dy, ldy, 0));
+    LS_T *y2 = LS_S(dgetT)(dy, P * ldy), *got2 = LS_S(pack)(y2, P, out, ldy);
+    dget(g, dgrp, (size_t)glen * 4);
+    CHECKF(memcmp(g, hg, (size_t)used * 4) == 0, "moe_group (%s): run twice differs", name);
+    LS_S(same_bits)("linear_moe run twice", got2, got, P * out);
+    for (int64_t e = 0; e < E; e++) free(we[e]);
+    free(x), free(we), free(dwe), free(g), free(hg), free(y), free(got), free(ref), free(y2),
+        free(got2);
+    dfree_all();
+}
+
+/* The MoE expert linear over pairs grouped by expert (ls_cuda_moe_group), cases that stress
+ * the grouping: tiles of 16 pairs of one expert, partial tiles, empty experts, invalid experts
+ * (their own group and tiles), x_div = k and 1, more pairs than one 1024-pair chunk. */
+static void LS_S(test_linear_moe)(void) {
+    const int64_t R = 37, NP = 2500;
+    int64_t *ex = hmalloc((size_t)NP * 8);
+    /* k = 2 over 37 rows, 4 experts, one out of range (a NaN row) */
+    for (int64_t p = 0; p < 2 * R; p++) ex[p] = irand(4);
+    ex[7] = 9;
+    LS_S(moe_case)("linear_moe (pairs, k=2)", 4, 2 * R, 2, ex);
+    /* x_div = 1 (the down projection's layout) on the first R pairs */
+    LS_S(moe_case)("linear_moe (x_div=1)", 4, R, 1, ex);
+    /* every pair on one expert: 5 tiles, the last one of 10 pairs */
+    for (int64_t p = 0; p < 2 * R; p++) ex[p] = 2;
+    LS_S(moe_case)("linear_moe (one expert)", 4, 2 * R, 2, ex);
+    /* experts 1 and 4 of 5 get no pair; 50 pairs (not a multiple of 16) */
+    for (int64_t p = 0; p < 50; p++) {
+        ex[p] = irand(3);
+        if (ex[p] == 1) ex[p] = 3;
+    }
+    LS_S(moe_case)("linear_moe (empty experts)", 5, 50, 1, ex);
+    /* out-of-range experts (negative, = E, extreme) on half of 77 pairs, k = 3: the
+     * invalid group spans three tiles */
+    const int64_t bad[4] = {-1, 4, INT64_MAX, INT64_MIN};
+    for (int64_t p = 0; p < 77; p++) ex[p] = p % 2 ? irand(4) : bad[irand(4)];
+    LS_S(moe_case)("linear_moe (invalid experts)", 4, 77, 3, ex);
+    /* 2500 pairs over 64 experts, half of them on expert 5: three grouping chunks */
+    for (int64_t p = 0; p < NP; p++) ex[p] = irand(2) ? 5 : irand(64);
+    ex[1234] = -7;
+    LS_S(moe_case)("linear_moe (2500 pairs, E=64)", 64, NP, 2, ex);
+    /* a single pair */
+    ex[0] = 1;
+    LS_S(moe_case)("linear_moe (1 pair)", 3, 1, 1, ex);
+
+    /* no pairs: zero tiles, and the linear writes nothing; misuse is refused */
+    int32_t *dgrp = dmalloc((size_t)ls_cuda_moe_group_len(0, 4) * 4), n_tiles = -1;
+    int64_t *dex = dput(ex, 8);
+    RUN(ls_cuda_moe_group(dex, 0, 4, dgrp, 0));
+    dget(&n_tiles, dgrp, 4);
+    CHECKF(n_tiles == 0, "moe_group: %d tiles for no pairs", n_tiles);
+    LS_T *dy = LS_S(dalloc)(1);
+    RUN(LS_S(ls_cuda_linear_moe)(dy, 1, 1, 0, 1, NULL, 4, dgrp, 1, dy, 1, 0));
+    CHECK(ls_cuda_moe_group(dex, 1, LS_CUDA_MOE_MAX_EXPERTS + 1, dgrp, 0) ==
+          cudaErrorInvalidValue);
+    CHECK(ls_cuda_moe_group(dex, 1, 0, dgrp, 0) == cudaErrorInvalidValue);
+    CHECK(LS_S(ls_cuda_linear_moe)(dy, 1, 1, 1, 1, NULL, 0, dgrp, 1, dy, 1, 0) ==
+          cudaErrorInvalidValue);
+    free(ex);
     dfree_all();
 }
 
@@ -909,6 +1160,7 @@ static void LS_S(run_all)(void) {
     LS_S(test_embed)();
     LS_S(test_rmsnorm)();
     LS_S(test_linear)();
+    LS_S(test_linear_moe)();
     LS_S(test_conv1d)(4);
     LS_S(test_conv1d)(6);
     LS_S(test_scan)(16);

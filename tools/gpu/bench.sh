@@ -9,7 +9,9 @@
 # 3. bench/bench_gpu: the HBM bandwidth (2 GiB device-to-device copy), the engine's decode
 #    tok/s in invariant, fast and tf32 modes at each batch, the roofline, the ratio to
 #    transformers, and the per-piece profile of one step -> bench.md (the table).
-# Environment: BATCHES (default 1,16,64,256), MODES (default invariant,fast,tf32).
+# Environment: BATCHES (default 1,16,64,256), MODES (default invariant,fast,tf32), HF=0 skips
+# transformers (the table then has no ratio column values), NSYS=1 adds an Nsight Systems
+# kernel summary of one fast-mode run at the largest batch (nsys.txt) when nsys is installed.
 # Logs under $OUT: make_model.log hf.log hf.txt bench.md bench.err.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -27,14 +29,31 @@ if [ ! -f "$model/model.safetensors" ]; then
   timeout 300 python3 tools/gpu/make_bench_model.py "$model" > "$OUT/make_model.log" 2>&1 || rc=1
   tail -5 "$OUT/make_model.log"
 fi
-say "transformers"
-timeout 300 python3 tools/gpu/bench_transformers.py "$model" --batches "$BATCHES" \
-  --out "$OUT/hf.txt" > "$OUT/hf.log" 2>&1 || rc=1
-tail -12 "$OUT/hf.log"
+hf_args=()
+if [ "${HF:-1}" != 0 ]; then
+  say "transformers"
+  timeout 300 python3 tools/gpu/bench_transformers.py "$model" --batches "$BATCHES" \
+    --out "$OUT/hf.txt" > "$OUT/hf.log" 2>&1 || rc=1
+  tail -12 "$OUT/hf.log"
+  hf_args=(--hf "$OUT/hf.txt")
+fi
 say "bench_gpu"
 timeout 400 "$B/bench/bench_gpu" "$model" --batches "$BATCHES" --modes "$MODES" \
-  --hf "$OUT/hf.txt" > "$OUT/bench.md" 2> "$OUT/bench.err" || rc=1
+  "${hf_args[@]}" > "$OUT/bench.md" 2> "$OUT/bench.err" || rc=1
 cat "$OUT/bench.md"
 say "bench_gpu stderr"
 tail -30 "$OUT/bench.err"
+NSYS_BIN=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
+if [ "${NSYS:-0}" = 1 ] && [ -n "$NSYS_BIN" ]; then
+  say "nsys: fast mode, batch ${BATCHES##*,}"
+  timeout 300 "$NSYS_BIN" profile -o "$OUT/nsys" --force-overwrite true --stats=false \
+    "$B/bench/bench_gpu" "$model" --batches "${BATCHES##*,}" --modes fast --no-profile \
+    > "$OUT/nsys.log" 2>&1 || rc=1
+  timeout 200 "$NSYS_BIN" stats -r cuda_gpu_kern_sum,cuda_api_sum -f csv -o "$OUT/nsys" \
+    "$OUT/nsys.nsys-rep" >> "$OUT/nsys.log" 2>&1
+  head -40 "$OUT"/nsys_cuda_gpu_kern_sum.csv 2>/dev/null
+  rm -f "$OUT/nsys.nsys-rep" "$OUT/nsys.sqlite"
+elif [ "${NSYS:-0}" = 1 ]; then
+  echo "nsys: not installed on this machine"
+fi
 exit $rc

@@ -1,0 +1,202 @@
+/* Token sampling on the device: engine/sampler.c's definition (ls_sample), so the engine
+ * downloads a token id and its log-probability per draw instead of a vocabulary-wide row.
+ *
+ * The definition is sequential: candidates in rank order (log-probability descending, then
+ * token id ascending), cumulative weights summed one by one in that order, the first token
+ * whose cumulative weight exceeds u * total. The device keeps every one of those sums in
+ * the host's order, so only exp() can differ (CUDA's double exp and glibc's may round
+ * differently in the last place); a token differs from the host's only when u * total
+ * falls within rounding of a cumulative-weight boundary.
+ *
+ *   1. rank keys: the row widened to double as the host widens it, NaN -> -inf (the host's
+ *      rank_key), -0 -> +0 (so equal values tie exactly, as the host's == does);
+ *   2. a stable segmented sort, descending (cub::DeviceSegmentedSort): stability keeps
+ *      ascending token ids among equal keys, which is the host's tie-break;
+ *   3. one block per draw: the block computes weights of a chunk of candidates in parallel
+ *      into shared memory, then thread 0 adds them in order. The row's total is summed in
+ *      token-id order when every token is kept, in rank order otherwise, as on the host.
+ * Draws with temperature 0 (greedy) and rows with no finite log-probability take rank 0,
+ * which is the host's greedy token; when every draw is greedy the sort is still the simplest
+ * correct argmax and costs a fraction of a millisecond. */
+#include <cub/device/device_segmented_sort.cuh>
+
+#include "engine/philox_core.h"
+#include "kernels/cuda/common.cuh"
+
+#define LS_SAMPLE_THREADS 256
+#define LS_SAMPLE_CHUNK 2048
+
+__device__ __forceinline__ double ls_rank_key(double x) { return isnan(x) ? -HUGE_VAL : x + 0.0; }
+
+template <typename T>
+__global__ void ls_sample_keys_kernel(const T *__restrict__ rows, int64_t n, int64_t vocab,
+                                      double *__restrict__ keys, int32_t *__restrict__ ids) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        keys[i] = ls_rank_key((double)rows[i]);
+        ids[i] = (int32_t)(i % vocab);
+    }
+}
+
+__global__ void ls_sample_offsets_kernel(int64_t n_rows, int64_t vocab, int64_t *__restrict__ offs) {
+    for (int64_t r = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; r <= n_rows;
+         r += (int64_t)gridDim.x * blockDim.x)
+        offs[r] = r * vocab;
+}
+
+/* What a walk stops on. */
+enum { LS_WALK_ALL = 0, LS_WALK_REACH = 1, LS_WALK_EXCEED = 2 };
+
+struct ls_walk {
+    int64_t count;   /* elements consumed (up to and including the stopping one) */
+    double cum;      /* their sum, in order */
+    int64_t last;    /* position of the last element with weight > 0, -1 if none */
+    int stopped;
+};
+
+/* Sums weight(j) for j = 0, 1, ... n - 1 in that order, stopping after the first j where the
+ * running sum reaches (>=, LS_WALK_REACH) or exceeds (>, LS_WALK_EXCEED) `bound`. Called by
+ * every thread of the block; every thread gets the result. */
+template <typename W>
+__device__ ls_walk ls_walk_in_order(int64_t n, W weight, int mode, double bound) {
+    __shared__ double wbuf[LS_SAMPLE_CHUNK];
+    __shared__ ls_walk res;
+    if (threadIdx.x == 0) res = ls_walk{0, 0.0, -1, 0};
+    __syncthreads();
+    for (int64_t base = 0; base < n; base += LS_SAMPLE_CHUNK) {
+        const int64_t m = n - base < LS_SAMPLE_CHUNK ? n - base : LS_SAMPLE_CHUNK;
+        for (int64_t t = threadIdx.x; t < m; t += blockDim.x) wbuf[t] = weight(base + t);
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            ls_walk r = res;
+            for (int64_t t = 0; t < m; t++) {
+                const double w = wbuf[t];
+                r.cum += w;
+                r.count = base + t + 1;
+                if (w > 0.0) r.last = base + t;
+                if ((mode == LS_WALK_REACH && r.cum >= bound) ||
+                    (mode == LS_WALK_EXCEED && r.cum > bound)) {
+                    r.stopped = 1;
+                    break;
+                }
+            }
+            res = r;
+        }
+        __syncthreads();
+        if (res.stopped) break;
+    }
+    const ls_walk out = res;
+    __syncthreads();   /* res and wbuf are reused by the next walk */
+    return out;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(LS_SAMPLE_THREADS)
+ls_sample_draw_kernel(const T *__restrict__ rows, int64_t vocab, const double *__restrict__ skeys,
+                      const int32_t *__restrict__ sids, const ls_cuda_sample_job *__restrict__ jobs,
+                      int32_t *__restrict__ tokens, double *__restrict__ lps) {
+    const ls_cuda_sample_job jb = jobs[blockIdx.x];
+    const T *row = rows + jb.row * vocab;
+    const double *K = skeys + jb.row * vocab;
+    const int32_t *I = sids + jb.row * vocab;
+    const double lp_max = K[0], temp = jb.temperature;
+    int32_t out = I[0];
+    if (temp != 0.0 && isfinite(lp_max)) {
+        auto ranked = [&](int64_t j) { return exp((K[j] - lp_max) / temp); };
+        auto by_id = [&](int64_t i) { return exp((ls_rank_key((double)row[i]) - lp_max) / temp); };
+        int64_t keep = jb.top_k == 0 || jb.top_k > vocab ? vocab : jb.top_k;
+        double total = keep < vocab ? ls_walk_in_order(keep, ranked, LS_WALK_ALL, 0.0).cum
+                                    : ls_walk_in_order(vocab, by_id, LS_WALK_ALL, 0.0).cum;
+        if (jb.top_p < 1.0) {
+            const ls_walk p = ls_walk_in_order(keep, ranked, LS_WALK_REACH, jb.top_p * total);
+            keep = p.count;
+            total = p.cum;
+        }
+        const double target =
+            ls_uniform_core(jb.seed, jb.request, jb.rollout, jb.position, 0) * total;
+        const ls_walk s = ls_walk_in_order(keep, ranked, LS_WALK_EXCEED, target);
+        /* rounding can leave the sum <= target at the end: the last token with weight */
+        if (s.stopped) out = I[s.count - 1];
+        else if (s.last >= 0) out = I[s.last];
+    }
+    if (threadIdx.x == 0) {
+        tokens[blockIdx.x] = out;
+        lps[blockIdx.x] = (double)row[out];
+    }
+}
+
+/* Workspace layout: keys, sorted keys (double), ids, sorted ids (int32), segment offsets,
+ * CUB's temporary storage; each piece 256-byte aligned. */
+static int64_t ls_al256(int64_t b) { return (b + 255) / 256 * 256; }
+
+static cudaError_t ls_sample_cub_bytes(int64_t n_rows, int64_t vocab, size_t *bytes) {
+    *bytes = 0;
+    return cub::DeviceSegmentedSort::StableSortPairsDescending(
+        (void *)NULL, *bytes, (const double *)NULL, (double *)NULL, (const int32_t *)NULL,
+        (int32_t *)NULL, n_rows * vocab, n_rows, (const int64_t *)NULL, (const int64_t *)NULL, 0);
+}
+
+extern "C" int64_t ls_cuda_sample_workspace(int64_t n_rows, int64_t vocab) {
+    if (n_rows < 1 || vocab < 1) return 0;
+    size_t cub_bytes = 0;
+    if (ls_sample_cub_bytes(n_rows, vocab, &cub_bytes) != cudaSuccess) return -1;
+    const int64_t n = n_rows * vocab;
+    return 2 * ls_al256(n * 8) + 2 * ls_al256(n * 4) + ls_al256((n_rows + 1) * 8) +
+           ls_al256((int64_t)cub_bytes);
+}
+
+template <typename T>
+static cudaError_t ls_sample(const T *rows, int64_t n_rows, int64_t vocab,
+                             const ls_cuda_sample_job *jobs, int64_t n_jobs, void *work,
+                             int64_t work_bytes, int32_t *tokens, double *lps,
+                             cudaStream_t stream) {
+    LS_CUDA_REQUIRE(n_rows >= 0 && n_jobs >= 0 && vocab >= 1 && vocab <= INT32_MAX,
+                    "sample: bad sizes rows=%lld vocab=%lld jobs=%lld", (long long)n_rows,
+                    (long long)vocab, (long long)n_jobs);
+    LS_CUDA_REQUIRE(n_jobs <= LS_CUDA_MAX_GRID_X, "sample: %lld draws in one call",
+                    (long long)n_jobs);
+    if (n_jobs == 0) return cudaSuccess;
+    LS_CUDA_REQUIRE(n_rows >= 1 && rows && jobs && tokens && lps && work,
+                    "sample: %lld draws but no rows or buffers", (long long)n_jobs);
+    const int64_t need = ls_cuda_sample_workspace(n_rows, vocab);
+    LS_CUDA_REQUIRE(need > 0 && work_bytes >= need,
+                    "sample: workspace of %lld bytes, %lld needed", (long long)work_bytes,
+                    (long long)need);
+    const int64_t n = n_rows * vocab;
+    char *p = (char *)work;
+    double *keys = (double *)p;
+    double *skeys = (double *)(p += ls_al256(n * 8));
+    int32_t *ids = (int32_t *)(p += ls_al256(n * 8));
+    int32_t *sids = (int32_t *)(p += ls_al256(n * 4));
+    int64_t *offs = (int64_t *)(p += ls_al256(n * 4));
+    void *cub_tmp = p += ls_al256((n_rows + 1) * 8);
+    size_t cub_bytes = 0;
+    cudaError_t e = ls_sample_cub_bytes(n_rows, vocab, &cub_bytes);
+    if (e != cudaSuccess) return ls_cuda_fail(e, "sample: sizing the segmented sort");
+
+    int64_t blocks = ls_cuda_cdiv(n, 256);
+    if (blocks > 65536) blocks = 65536;
+    ls_sample_keys_kernel<T><<<(unsigned)blocks, 256, 0, stream>>>(rows, n, vocab, keys, ids);
+    if ((e = ls_cuda_launched("sample_keys")) != cudaSuccess) return e;
+    ls_sample_offsets_kernel<<<(unsigned)ls_cuda_cdiv(n_rows + 1, 256), 256, 0, stream>>>(
+        n_rows, vocab, offs);
+    if ((e = ls_cuda_launched("sample_offsets")) != cudaSuccess) return e;
+    e = cub::DeviceSegmentedSort::StableSortPairsDescending(cub_tmp, cub_bytes, keys, skeys, ids,
+                                                            sids, n, n_rows, offs, offs + 1, stream);
+    if (e != cudaSuccess) return ls_cuda_fail(e, "sample: segmented sort");
+    if ((e = ls_cuda_launched("sample_sort")) != cudaSuccess) return e;
+    ls_sample_draw_kernel<T><<<(unsigned)n_jobs, LS_SAMPLE_THREADS, 0, stream>>>(
+        rows, vocab, skeys, sids, jobs, tokens, lps);
+    return ls_cuda_launched("sample_draw");
+}
+
+#define LS_INST(T, S)                                                                         \
+    extern "C" cudaError_t ls_cuda_sample_##S(const T *rows, int64_t n_rows, int64_t vocab,    \
+                                              const ls_cuda_sample_job *jobs, int64_t n_jobs,  \
+                                              void *work, int64_t work_bytes, int32_t *tokens, \
+                                              double *lps, cudaStream_t stream) {              \
+        return ls_sample<T>(rows, n_rows, vocab, jobs, n_jobs, work, work_bytes, tokens, lps,  \
+                            stream);                                                           \
+    }
+LS_INST(float, f32)
+LS_INST(double, f64)
