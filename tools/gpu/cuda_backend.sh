@@ -12,7 +12,8 @@
 #   calibrate  bench/calibrate_fast: fast mode's clean |delta| and the faults' separation
 #   cli        every configs/faults/*.yaml through `lockstep run --set backend=cuda`, in
 #              invariant and fast mode, fault on (expect exit 1) and off (expect exit 0)
-#   sanitize   compute-sanitizer memcheck (leak check) on a few engine configurations
+#   sanitize   compute-sanitizer memcheck (leak check) on a few engine configurations, then
+#              racecheck and memcheck on test_cuda_sample and test_cuda_engine
 # Environment: CALIB_SEEDS (default 60), LS_CUDA_CONFIGS (default 200). All four default parts
 # take about 2 minutes on an H100 after the build.
 set -uo pipefail
@@ -92,7 +93,20 @@ for p in "${parts[@]}"; do
     LS_CUDA_CONFIGS=6 timeout 200 compute-sanitizer --tool memcheck --leak-check full --print-limit 20 \
       "$B/tests/cuda/test_cuda_engine" > "$OUT/san-engine.log" 2>&1; r=$?
     grep -E 'SUMMARY|LEAK|rror' "$OUT/san-engine.log" | head -10
-    note sanitize_engine $r ;;
+    note sanitize_engine $r
+    # the device sampler and the engine's batched copies / grouped MoE under racecheck
+    # (shared-memory hazards) and memcheck
+    for t in test_cuda_sample test_cuda_engine; do
+      say "compute-sanitizer racecheck + memcheck: $t"
+      LS_CUDA_CONFIGS=4 timeout 200 compute-sanitizer --tool racecheck --print-limit 20 \
+        "$B/tests/cuda/$t" > "$OUT/race-$t.log" 2>&1; r=$?
+      grep -E 'SUMMARY|hazard|rror' "$OUT/race-$t.log" | head -5
+      note "racecheck_$t" $r
+      LS_CUDA_CONFIGS=4 timeout 200 compute-sanitizer --tool memcheck --print-limit 20 \
+        "$B/tests/cuda/$t" > "$OUT/mem-$t.log" 2>&1; r=$?
+      grep -E 'SUMMARY|rror' "$OUT/mem-$t.log" | head -5
+      note "memcheck_$t" $r
+    done ;;
   *) echo "unknown part $p"; rc_all=2 ;;
   esac
 done
