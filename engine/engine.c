@@ -85,6 +85,8 @@ typedef struct engine {
     int32_t *draw_tok;
     double *draw_lp;
     int64_t n_draws, draw_next, cap_draws;
+    const void **draw_rows;            /* host sampling: row number -> the forward's row */
+    int64_t cap_draw_rows;
 } engine;
 
 /* ---------------- small helpers ---------------- */
@@ -607,29 +609,38 @@ static int draw_step(engine *e, const ls_seq_step *steps, int on_backend) {
         const seq *s = e->plan[i].s;
         const ls_request *r = &e->wl->requests[s->request];
         const int64_t n = s->rollout < 0 ? r->n_rollouts : 1;
-        if (grow_draws(e, e->n_draws + n)) return ls_errf(e->err, "out of memory");
-        if (!on_backend)
-            for (int64_t v = 0; v < e->V; v++)
-                e->lp_row[v] = e->esz == 8 ? ((const double *)steps[i].logprobs)[v]
-                                           : (double)((const float *)steps[i].logprobs)[v];
-        for (int64_t k = 0; k < n; k++) {
-            ls_sample_draw *d = &e->draws[e->n_draws];
-            *d = (ls_sample_draw){.row = row, .sampling = r->sampling, .seed = e->wl->seed,
-                                  .request = (uint64_t)s->request,
-                                  .rollout = (uint64_t)(s->rollout < 0 ? k : s->rollout),
-                                  .position = (uint64_t)s->len};
-            if (!on_backend) {
-                int32_t tok = ls_sample(e->lp_row, e->V, &d->sampling, d->seed, d->request,
-                                        d->rollout, d->position, e->sample_scratch);
-                e->draw_tok[e->n_draws] = tok;
-                e->draw_lp[e->n_draws] = tok >= 0 && tok < e->V ? e->lp_row[tok] : 0.0;
-            }
-            e->n_draws++;
-        }
+        if (grow_draws(e, e->n_draws + n) ||
+            grow((void **)&e->draw_rows, &e->cap_draw_rows, row + 1, sizeof *e->draw_rows))
+            return ls_errf(e->err, "out of memory");
+        e->draw_rows[row] = steps[i].logprobs;
+        for (int64_t k = 0; k < n; k++)
+            e->draws[e->n_draws++] = (ls_sample_draw){
+                .row = row, .sampling = r->sampling, .seed = e->wl->seed,
+                .request = (uint64_t)s->request,
+                .rollout = (uint64_t)(s->rollout < 0 ? k : s->rollout),
+                .position = (uint64_t)s->len};
         row++;
     }
-    if (on_backend && e->n_draws > 0)
+    if (e->n_draws == 0) return 0;
+    if (on_backend)
         return e->bk->ops->sample(e->bk, e->draws, e->n_draws, e->draw_tok, e->draw_lp, e->err);
+    /* On the host, through the same row numbers the backend gets (so they are tested on
+     * the CPU too); each row widened to double once, as the draws come row by row. */
+    int64_t widened = -1;
+    for (int64_t j = 0; j < e->n_draws; j++) {
+        const ls_sample_draw *d = &e->draws[j];
+        if (d->row < 0 || d->row >= row) return ls_errf(e->err, "internal: draw of row %lld", (long long)d->row);
+        if (d->row != widened) {
+            const void *src = e->draw_rows[d->row];
+            for (int64_t v = 0; v < e->V; v++)
+                e->lp_row[v] = e->esz == 8 ? ((const double *)src)[v] : (double)((const float *)src)[v];
+            widened = d->row;
+        }
+        const int32_t tok = ls_sample(e->lp_row, e->V, &d->sampling, d->seed, d->request,
+                                      d->rollout, d->position, e->sample_scratch);
+        e->draw_tok[j] = tok;
+        e->draw_lp[j] = tok >= 0 && tok < e->V ? e->lp_row[tok] : 0.0;
+    }
     return 0;
 }
 
@@ -890,7 +901,7 @@ static void engine_free(engine *e) {
     free(e->slot_refs); free(e->slot_used);
     free(e->snap_key); free(e->snap_used_step); bk_release(e, e->snap_data);
     free(e->lp_row); free(e->sample_scratch);
-    free(e->draws); free(e->draw_tok); free(e->draw_lp);
+    free(e->draws); free(e->draw_tok); free(e->draw_lp); free((void *)e->draw_rows);
     free(e->running); free(e->waiting);
     free(e->plan); bk_release(e, e->staging);
     for (int64_t i = 0; i < e->n_all; i++) {

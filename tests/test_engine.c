@@ -1,8 +1,11 @@
 /* Engine mechanisms, one at a time, on deterministic configurations: each must run (its
  * counter moves) and keep the engine bitwise equal to the reference; bad configurations
- * are clear errors; sampled tokens do not depend on the schedule. */
+ * are clear errors; sampled tokens do not depend on the schedule, and each is ls_sample's
+ * draw from the reference's row at its own key. */
 #include <math.h>
 
+#include "engine/forward.h"
+#include "engine/sampler.h"
 #include "tests/check.h"
 #include "tests/engine/engine_util.h"
 
@@ -169,6 +172,87 @@ static void test_one_token_grant(void) {
     ls_workload_free(&wl);
 }
 
+/* Every log-softmax row of one sequence, [L][V] as double, by the reference's recipe (one
+ * fresh forward over the whole sequence, contiguous KV), but keeping the rows. */
+static double *reference_rows(const int32_t *tokens, int64_t L) {
+    const ls_model_config *c = &M.cfg;
+    const int64_t nm = ls_cfg_count(c, LS_LAYER_MAMBA), na = ls_cfg_count(c, LS_LAYER_ATTN);
+    const int64_t kvd = c->num_kv_heads * c->head_dim, di = c->mamba_d_inner, V = c->vocab_size;
+    void *conv[64], *ssm[64], *kk[64], *vv[64];
+    for (int64_t i = 0; i < nm; i++) {
+        conv[i] = calloc((size_t)(di * (c->mamba_d_conv - 1)), sizeof(double));
+        ssm[i] = calloc((size_t)(di * c->mamba_d_state), sizeof(double));
+    }
+    for (int64_t i = 0; i < na; i++) {
+        kk[i] = calloc((size_t)(L * kvd), sizeof(double));
+        vv[i] = calloc((size_t)(L * kvd), sizeof(double));
+    }
+    double *rows = malloc((size_t)(L * V) * sizeof *rows);
+    const int64_t bt[1] = {0};
+    ls_kv_cache kv = {.block_size = L, .k = kk, .v = vv};
+    ls_seq_step st = {.tokens = tokens, .n = L, .conv = conv, .ssm = ssm, .block_table = bt,
+                      .logits_from = 0, .logprobs = rows};
+    ls_err err = {{0}};
+    int rc = ls_forward(&M, &kv, &st, 1, NULL, &err);
+    CHECKF(rc == 0, "%s", err.msg);
+    for (int64_t i = 0; i < nm; i++) { free(conv[i]); free(ssm[i]); }
+    for (int64_t i = 0; i < na; i++) { free(kk[i]); free(vv[i]); }
+    if (rc) { free(rows); return NULL; }
+    return rows;
+}
+
+/* The draws' contract: the token at position p of (request r, rollout i) is
+ * ls_sample(row p - 1, seed, r, i, p) with r's sampling parameters, whatever the schedule
+ * (chunked prefill, forks, preemption). A draw keyed by the wrong rollout, position, request
+ * or row, or sampled with the wrong parameters, changes tokens without breaking the
+ * engine's equality with the reference; this is where it shows. */
+static void test_draws_are_keyed(void) {
+    static const ls_sampling params[] = {{1.0, 0, 1.0}, {0.7, 5, 1.0}, {1.3, 0, 0.8}, {0, 0, 1.0}};
+    int64_t checked = 0, bad = 0;
+    for (size_t pi = 0; pi < sizeof params / sizeof *params; pi++) {
+        uint64_t rng = 77 + pi;
+        ls_workload wl;
+        tu_workload(&rng, M.cfg.vocab_size, 3, 5, 13, 0, 1, 4, 6, 0, params[pi], &wl);
+        ls_engine_config c;
+        base_config(&c);
+        c.num_blocks = 14;          /* pressure: preemptions and recompute */
+        c.max_batched_tokens = 8;   /* chunked prefills */
+        ls_engine_result res;
+        ls_err err = {{0}};
+        if (ls_engine_config_resolve(&c, &M, &err) || ls_engine_run(&M, &c, &wl, &res, &err)) {
+            CHECKF(0, "params %zu: %s", pi, err.msg);
+            ls_workload_free(&wl);
+            continue;
+        }
+        double *scratch = malloc((size_t)(2 * M.cfg.vocab_size + 2) * sizeof *scratch);
+        for (int64_t q = 0; q < res.n_seqs; q++) {
+            const ls_engine_seq *sq = &res.seqs[q];
+            double *rows = reference_rows(sq->tokens, sq->len);
+            if (!rows) continue;
+            const ls_sampling *sp = &wl.requests[sq->request].sampling;
+            for (int64_t p = sq->prompt_len; p < sq->len; p++) {
+                const double *row = rows + (p - 1) * M.cfg.vocab_size;
+                int32_t want = ls_sample(row, M.cfg.vocab_size, sp, wl.seed, (uint64_t)sq->request,
+                                         (uint64_t)sq->rollout, (uint64_t)p, scratch);
+                checked++;
+                if (want != sq->tokens[p] || memcmp(&row[want], &sq->logprobs[p], sizeof(double))) {
+                    if (bad++ < 3)
+                        fprintf(stderr, "params %zu: request %lld rollout %lld position %lld: token %d "
+                                        "(lp %.17g), ls_sample gives %d\n", pi, (long long)sq->request,
+                                (long long)sq->rollout, (long long)p, sq->tokens[p], sq->logprobs[p], want);
+                }
+            }
+            free(rows);
+        }
+        CHECKF(pi == 3 || res.stats.preemptions > 0, "params %zu: no preemption, the schedule is too easy", pi);
+        free(scratch);
+        ls_engine_result_free(&res);
+        ls_workload_free(&wl);
+    }
+    CHECKF(bad == 0 && checked >= 200, "%lld of %lld draws are not ls_sample at their key",
+           (long long)bad, (long long)checked);
+}
+
 int main(void) {
     const char *root = getenv("LS_SOURCE_ROOT");
     char dir[4096];
@@ -180,6 +264,7 @@ int main(void) {
     test_rollouts_and_slots();
     test_preemption_and_schedule_independence();
     test_one_token_grant();
+    test_draws_are_keyed();
     ls_model_free(&M);
     return check_status();
 }
