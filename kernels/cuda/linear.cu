@@ -8,7 +8,8 @@
  * is -0 only when both addends are -0, so acc is never -0.
  *
  * linear_tiled: 16 rows x 64 outputs per block of 256 threads, each thread 1 row x 4
- * outputs (o, o+16, o+32, o+48). linear_moe: the same tile and inner loop, but the 16 rows
+ * outputs (o, o+16, o+32, o+48); ls_cuda_linear uses it above 8 rows and linear_skinny
+ * (below) up to 8. linear_moe: the same tile and inner loop, but the 16 rows
  * are up to 16 (row, slot) pairs of ONE expert, taken from ls_cuda_moe_group's tile table
  * (kernels/cuda/moe.cu) and gathered through its order (x row = pair / x_div, y row = pair),
  * so each expert's weights are read once per 16 pairs instead of once per pair. Which block
@@ -70,6 +71,68 @@ ls_linear_tiled(const T *__restrict__ x, int64_t ldx, int64_t rows, int64_t in,
             const T s = ls_tree8(acc[i]);
             y[m * ldy + o] = b ? s + b[o] : s;
         }
+    }
+}
+
+/* linear_skinny: few rows (decode at small batch), where the 16-row tile of linear_tiled
+ * wastes most of its work and its 64-output blocks are too few to stream the weights at
+ * bandwidth. A block of 256 threads owns 32 outputs; thread (o, j) = (tid / 8, tid % 8)
+ * keeps partial sum j of output o for every row, adding k = j, j + 8, ... in ascending
+ * order through K tiles of weights staged in shared memory with coalesced loads; the 8
+ * partials of an output sit in 8 neighbouring lanes and meet in ls_tree8's order through
+ * three xor-shuffles (IEEE addition is commutative, so both lanes of a pair hold the same
+ * sum). So each output is dot8 exactly, the same bits as linear_tiled. K tiles: 256 (f32) /
+ * 128 (f64) elements, padded with +0 like linear_tiled. */
+#define LS_SK_ROWS 8
+#define LS_SK_OUT 32
+
+template <typename T> struct ls_sk_tile { static constexpr int TK = 256; };
+template <> struct ls_sk_tile<double> { static constexpr int TK = 128; };
+
+template <typename T>
+__global__ void __launch_bounds__(256)
+ls_linear_skinny(const T *__restrict__ x, int64_t ldx, int rows, int64_t in,
+                 const T *__restrict__ w, const T *__restrict__ b, int64_t out,
+                 T *__restrict__ y, int64_t ldy) {
+    constexpr int TK = ls_sk_tile<T>::TK;
+    __shared__ T ws[LS_SK_OUT][TK + 8];   /* +8: the 32 lanes of a warp hit 32 banks */
+    __shared__ T xs[LS_SK_ROWS][TK];
+    const int tid = threadIdx.x, oo = tid >> 3, j = tid & 7;
+    const int64_t o0 = (int64_t)blockIdx.x * LS_SK_OUT;
+    T acc[LS_SK_ROWS];
+#pragma unroll
+    for (int m = 0; m < LS_SK_ROWS; m++) acc[m] = (T)0;
+    for (int64_t k0 = 0; k0 < in; k0 += TK) {
+#pragma unroll 4
+        for (int q = 0; q < (LS_SK_OUT * TK) / 256; q++) {
+            const int idx = tid + 256 * q, r = idx / TK, c = idx % TK;
+            const int64_t o = o0 + r, k = k0 + c;
+            ws[r][c] = (o < out && k < in) ? w[o * in + k] : (T)0;
+        }
+#pragma unroll
+        for (int q = 0; q < (LS_SK_ROWS * TK) / 256; q++) {
+            const int idx = tid + 256 * q, r = idx / TK, c = idx % TK;
+            const int64_t k = k0 + c;
+            xs[r][c] = (r < rows && k < in) ? x[r * ldx + k] : (T)0;
+        }
+        __syncthreads();
+#pragma unroll 4
+        for (int t = 0; t < TK / 8; t++) {
+            const T wv = ws[oo][j + 8 * t];
+#pragma unroll
+            for (int m = 0; m < LS_SK_ROWS; m++) acc[m] += wv * xs[m][j + 8 * t];
+        }
+        __syncthreads();
+    }
+    const int64_t o = o0 + oo;
+#pragma unroll
+    for (int m = 0; m < LS_SK_ROWS; m++) {
+        if (m >= rows) break;   /* uniform over the block: every lane shuffles below */
+        T v = acc[m];
+        v = v + __shfl_xor_sync(0xffffffffu, v, 1);   /* (a0 + a1), (a2 + a3), ... */
+        v = v + __shfl_xor_sync(0xffffffffu, v, 2);   /* ((a0 + a1) + (a2 + a3)), ... */
+        v = v + __shfl_xor_sync(0xffffffffu, v, 4);   /* the whole tree */
+        if (j == 0 && o < out) y[m * ldy + o] = b ? v + b[o] : v;
     }
 }
 
@@ -155,6 +218,14 @@ static cudaError_t ls_linear(const T *x, int64_t ldx, int64_t rows, int64_t in, 
                     (long long)rows, (long long)in, (long long)out, (long long)ldx,
                     (long long)ldy);
     if (rows == 0) return cudaSuccess;
+    if (rows <= LS_SK_ROWS) {   /* same bits, a kernel shaped for streaming the weights */
+        const int64_t g = ls_cuda_cdiv(out, LS_SK_OUT);
+        LS_CUDA_REQUIRE(g <= LS_CUDA_MAX_GRID_X, "linear: %lld outputs is too large for one launch",
+                        (long long)out);
+        ls_linear_skinny<T><<<(unsigned)g, 256, 0, stream>>>(x, ldx, (int)rows, in, w, b, out, y,
+                                                             ldy);
+        return ls_cuda_launched("linear (few rows)");
+    }
     const int64_t gx = ls_cuda_cdiv(out, LS_LIN_TO), gy = ls_cuda_cdiv(rows, LS_LIN_TM);
     LS_CUDA_REQUIRE(gx <= LS_CUDA_MAX_GRID_X && gy <= LS_CUDA_MAX_GRID_YZ,
                     "linear: %lld rows x %lld outputs is too large for one launch",

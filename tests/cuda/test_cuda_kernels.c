@@ -621,6 +621,25 @@ static void LS_S(test_linear)(void) {
         }
         free(y), free(got);
     }
+    /* 1..9 rows (up to 8 take the few-rows kernel), K spanning several of its K tiles and
+     * not a multiple of 8, outputs not a multiple of its 32: bitwise the CPU twin */
+    {
+        const int64_t K = 613, O = 77, ld = 620;
+        LS_T *x2 = LS_S(hrand)(9 * ld, -1, 1), *w2 = LS_S(hrand)(O * K, -1, 1);
+        LS_T *dx2 = LS_S(dputT)(x2, 9 * ld), *dw2 = LS_S(dputT)(w2, O * K);
+        LS_T *dy2 = LS_S(dalloc)(9 * O), *ref2 = hmalloc((size_t)(9 * O) * sizeof(LS_T));
+        for (int64_t r = 0; r < 9; r++) LS_S(ls_linear)(x2 + r * ld, 1, K, w2, b, O, ref2 + r * O);
+        for (int64_t nr = 1; nr <= 9; nr++) {
+            dpoison(dy2, (size_t)(9 * O) * sizeof(LS_T));
+            RUN(LS_S(ls_cuda_linear)(dx2, ld, nr, K, dw2, db, O, dy2, O, 0));
+            LS_T *y2 = LS_S(dgetT)(dy2, nr * O);
+            char what[64];
+            snprintf(what, sizeof what, "linear, %lld rows, in 613 (bias)", (long long)nr);
+            LS_S(cmp)(what, y2, ref2, nr * O, 1, 0);
+            free(y2);
+        }
+        free(x2), free(w2), free(ref2);
+    }
 
     /* fast mode (cuBLAS): tolerance only */
     cublasHandle_t hdl;
