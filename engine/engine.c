@@ -84,7 +84,7 @@ typedef struct engine {
     ls_sample_draw *draws;
     int32_t *draw_tok;
     double *draw_lp;
-    int64_t n_draws, draw_next, cap_draws;
+    int64_t n_draws, draw_next, cap_draws, cap_draw_tok, cap_draw_lp;
     const void **draw_rows;            /* host sampling: row number -> the forward's row */
     int64_t cap_draw_rows;
 } engine;
@@ -579,22 +579,6 @@ static int after_step_cache(engine *e, seq *s) {
     return 0;
 }
 
-/* Room for `need` draws in all three draw arrays (one capacity). */
-static int grow_draws(engine *e, int64_t need) {
-    if (need <= e->cap_draws) return 0;
-    int64_t nc = e->cap_draws ? e->cap_draws : 64;
-    while (nc < need) nc *= 2;
-    void *d = realloc(e->draws, (size_t)nc * sizeof *e->draws);
-    if (d) e->draws = d;
-    void *t = d ? realloc(e->draw_tok, (size_t)nc * sizeof *e->draw_tok) : NULL;
-    if (t) e->draw_tok = t;
-    void *l = t ? realloc(e->draw_lp, (size_t)nc * sizeof *e->draw_lp) : NULL;
-    if (!l) return -1;
-    e->draw_lp = l;
-    e->cap_draws = nc;
-    return 0;
-}
-
 /* Every token this step samples, drawn before any is recorded: a prompt whose prefill is
  * done draws once per rollout (rollout i at the prompt's length), a rollout draws its next
  * token. A draw depends only on its row and key, never on when it is made, so drawing them
@@ -609,7 +593,10 @@ static int draw_step(engine *e, const ls_seq_step *steps, int on_backend) {
         const seq *s = e->plan[i].s;
         const ls_request *r = &e->wl->requests[s->request];
         const int64_t n = s->rollout < 0 ? r->n_rollouts : 1;
-        if (grow_draws(e, e->n_draws + n) ||
+        const int64_t need = e->n_draws + n;
+        if (grow((void **)&e->draws, &e->cap_draws, need, sizeof *e->draws) ||
+            grow((void **)&e->draw_tok, &e->cap_draw_tok, need, sizeof *e->draw_tok) ||
+            grow((void **)&e->draw_lp, &e->cap_draw_lp, need, sizeof *e->draw_lp) ||
             grow((void **)&e->draw_rows, &e->cap_draw_rows, row + 1, sizeof *e->draw_rows))
             return ls_errf(e->err, "out of memory");
         e->draw_rows[row] = steps[i].logprobs;
