@@ -22,7 +22,8 @@
  * is reported by the op that runs the queue. ls_seq_step's conv / ssm pointers and
  * ls_kv_cache's k / v are backend memory; tokens, block tables and logprobs stay host
  * memory (the cuda forward uploads the first two per step and downloads only the
- * logprob rows asked for). */
+ * logprob rows asked for, or none when they stay for `sample`, which downloads a token and
+ * a logprob per draw). */
 #ifndef LS_BACKEND_H
 #define LS_BACKEND_H
 
@@ -84,9 +85,9 @@ int ls_backend_cuda_built(void);
 /* 1 if it was and a CUDA device is usable now. */
 int ls_backend_cuda_available(void);
 /* A CUDA backend for model m (weights uploaded now, in m's precision), mode fast or
- * invariant; tf32: fast mode in fp32 may use TF32 tensor cores (the config's `tf32`; ignored
- * otherwise). Fails with a clear message
- * in a binary built without CUDA or on a machine without a device. */
+ * invariant; tf32: fast mode in fp32 may use TF32 tensor cores (the config's `tf32`;
+ * ignored otherwise). Fails with a clear message in a binary built without CUDA or on a
+ * machine without a device. */
 int ls_backend_cuda_create(const ls_model *m, int fast, int tf32, ls_backend **out, ls_err *err);
 void ls_backend_free(ls_backend *b);   /* NULL and the CPU backend are fine */
 
