@@ -25,17 +25,16 @@ template <typename T> __device__ __forceinline__ T ls_tree8(const T *a) {
     return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
 
-template <typename T>
-__global__ void __launch_bounds__(256)
-ls_linear_tiled(const T *__restrict__ x, int64_t ldx, int64_t rows, int64_t in,
-                const T *__restrict__ w, const T *__restrict__ b, int64_t out,
-                T *__restrict__ y, int64_t ldy) {
-    __shared__ T xs[LS_LIN_TM][LS_LIN_TK];
-    __shared__ T ws[LS_LIN_TO][LS_LIN_TK + 1];
-    const int tid = threadIdx.x;
-    const int64_t m0 = (int64_t)blockIdx.y * LS_LIN_TM, o0 = (int64_t)blockIdx.x * LS_LIN_TO;
-    const int r = tid / 16, oc = tid % 16;
-    T acc[4][8];
+/* The K loop of both tiled kernels: a tile of 16 x rows and 64 outputs, x row rr at element
+ * offset row_off(rr) (-1: a row of +0), thread (r, oc) = (tid / 16, tid % 16) adding dot8's
+ * partials for outputs o0 + oc + 16 i into acc (which starts at +0), k ascending through
+ * 32-wide K tiles in shared memory, the last padded with +0. */
+template <typename T, typename RowOff>
+__device__ __forceinline__ void ls_tile_dot8(const T *__restrict__ x, RowOff row_off, int64_t in,
+                                             const T *__restrict__ w, int64_t o0, int64_t out,
+                                             T (&xs)[LS_LIN_TM][LS_LIN_TK],
+                                             T (&ws)[LS_LIN_TO][LS_LIN_TK + 1], T (&acc)[4][8]) {
+    const int tid = threadIdx.x, r = tid / 16, oc = tid % 16;
 #pragma unroll
     for (int i = 0; i < 4; i++)
 #pragma unroll
@@ -44,8 +43,8 @@ ls_linear_tiled(const T *__restrict__ x, int64_t ldx, int64_t rows, int64_t in,
 #pragma unroll
         for (int q = 0; q < (LS_LIN_TM * LS_LIN_TK) / 256; q++) {
             const int idx = tid + 256 * q, rr = idx / LS_LIN_TK, kk = idx % LS_LIN_TK;
-            const int64_t m = m0 + rr, k = k0 + kk;
-            xs[rr][kk] = (m < rows && k < in) ? x[m * ldx + k] : (T)0;
+            const int64_t xo = row_off(rr), k = k0 + kk;
+            xs[rr][kk] = (xo >= 0 && k < in) ? x[xo + k] : (T)0;
         }
 #pragma unroll
         for (int q = 0; q < (LS_LIN_TO * LS_LIN_TK) / 256; q++) {
@@ -62,6 +61,21 @@ ls_linear_tiled(const T *__restrict__ x, int64_t ldx, int64_t rows, int64_t in,
         }
         __syncthreads();
     }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(256)
+ls_linear_tiled(const T *__restrict__ x, int64_t ldx, int64_t rows, int64_t in,
+                const T *__restrict__ w, const T *__restrict__ b, int64_t out,
+                T *__restrict__ y, int64_t ldy) {
+    __shared__ T xs[LS_LIN_TM][LS_LIN_TK];
+    __shared__ T ws[LS_LIN_TO][LS_LIN_TK + 1];
+    const int tid = threadIdx.x;
+    const int64_t m0 = (int64_t)blockIdx.y * LS_LIN_TM, o0 = (int64_t)blockIdx.x * LS_LIN_TO;
+    const int r = tid / 16, oc = tid % 16;
+    T acc[4][8];
+    ls_tile_dot8(x, [&](int rr) { return m0 + rr < rows ? (m0 + rr) * ldx : (int64_t)-1; }, in, w,
+                 o0, out, xs, ws, acc);
     const int64_t m = m0 + r;
     if (m >= rows) return;
 #pragma unroll
@@ -175,32 +189,7 @@ ls_linear_moe_tiled(const T *__restrict__ x, int64_t ldx, int64_t x_div, int64_t
     __syncthreads();
     const T *w = w_list[e];
     T acc[4][8];
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int j = 0; j < 8; j++) acc[i][j] = (T)0;
-    for (int64_t k0 = 0; k0 < in; k0 += LS_LIN_TK) {
-#pragma unroll
-        for (int q = 0; q < (LS_LIN_TM * LS_LIN_TK) / 256; q++) {
-            const int idx = tid + 256 * q, rr = idx / LS_LIN_TK, kk = idx % LS_LIN_TK;
-            const int64_t xo = xoff[rr], k = k0 + kk;
-            xs[rr][kk] = (xo >= 0 && k < in) ? x[xo + k] : (T)0;
-        }
-#pragma unroll
-        for (int q = 0; q < (LS_LIN_TO * LS_LIN_TK) / 256; q++) {
-            const int idx = tid + 256 * q, oo = idx / LS_LIN_TK, kk = idx % LS_LIN_TK;
-            const int64_t o = o0 + oo, k = k0 + kk;
-            ws[oo][kk] = (o < out && k < in) ? w[o * in + k] : (T)0;
-        }
-        __syncthreads();
-#pragma unroll
-        for (int kk = 0; kk < LS_LIN_TK; kk++) {
-            const T xv = xs[r][kk];
-#pragma unroll
-            for (int i = 0; i < 4; i++) acc[i][kk & 7] += ws[oc + 16 * i][kk] * xv;
-        }
-        __syncthreads();
-    }
+    ls_tile_dot8(x, [&](int rr) { return xoff[rr]; }, in, w, o0, out, xs, ws, acc);
     const int64_t yo = yoff[r];
     if (yo < 0) return;
 #pragma unroll
