@@ -285,11 +285,11 @@ static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
                 CU(LIN(&L->router));
                 CU(ls_cuda_moe_group(idx, B * k, E, grp, S));
                 CU(ls_cuda_linear_moe_f32(in, e->gate.in, k, B * k, e->gate.in, wl, E, grp,
-                                          e->gate.out, out, e->gate.out, S));
+                                          e->gate.out, out, e->gate.out, LS_CUDA_MOE_AUTO, S));
                 CU(ls_cuda_linear_moe_f32(in, e->up.in, k, B * k, e->up.in, wl + E, E, grp,
-                                          e->up.out, out, e->up.out, S));
+                                          e->up.out, out, e->up.out, LS_CUDA_MOE_AUTO, S));
                 CU(ls_cuda_linear_moe_f32(in, e->down.in, 1, B * k, e->down.in, wl + 2 * E, E,
-                                          grp, e->down.out, out, e->down.out, S));
+                                          grp, e->down.out, out, e->down.out, LS_CUDA_MOE_AUTO, S));
             }
             CU(cudaEventRecord(e1, S));
             CU(cudaEventSynchronize(e1));

@@ -345,10 +345,12 @@ static int LS_S(cu_forward)(ls_cuda_ctx *x, int fast, const ls_model *m, const l
             CK(LS_S(cu_lin)(x, fast, w[XN], H, rows, &L->router, w[RL], En));
             CK(LS_K(moe_route)(w[RL], En, rows, En, k, w[PROBS], idx, w[WTS], S));
             CK(ls_cuda_moe_group(idx, rows * k, En, grp, S));
-            CK(LS_K(linear_moe)(w[XN], H, k, rows * k, H, wl, En, grp, I, w[G], I, S));
-            CK(LS_K(linear_moe)(w[XN], H, k, rows * k, H, wl + En, En, grp, I, w[UP], I, S));
+            const int path = LS_CUDA_MOE_AUTO;
+            CK(LS_K(linear_moe)(w[XN], H, k, rows * k, H, wl, En, grp, I, w[G], I, path, S));
+            CK(LS_K(linear_moe)(w[XN], H, k, rows * k, H, wl + En, En, grp, I, w[UP], I, path, S));
             CK(LS_K(silu_mul)(w[G], w[UP], w[ACT], rows * k * I, S));
-            CK(LS_K(linear_moe)(w[ACT], I, 1, rows * k, I, wl + 2 * En, En, grp, H, w[EY], H, S));
+            CK(LS_K(linear_moe)(w[ACT], I, 1, rows * k, I, wl + 2 * En, En, grp, H, w[EY], H, path,
+                                S));
             CK(LS_K(moe_combine)(w[EY], w[WTS], rows, k, H, w[FFO], S));
         }
         if (cu_probe_rows(x, o, seqs, n_seqs, rows, l, L->n_experts > 1 ? "moe" : "mlp", w[FFO], H,

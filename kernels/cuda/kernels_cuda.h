@@ -85,12 +85,13 @@ typedef struct ls_cuda_batch {
      * x_div = 1 reads one row per pair (down). Same bits as ls_cuda_linear for the same       \
      * (x, W). An expert index outside [0, n_experts) gives a NaN row. `grp` is what          \
      * ls_cuda_moe_group wrote for these expert indices, with the same pairs and n_experts:    \
-     * each block computes one tile of <= LS_CUDA_MOE_TILE pairs of one expert x 64 outputs,  \
-     * so an expert's weights are read once per tile, not once per pair. */                    \
+     * each block computes (part of) one tile of <= LS_CUDA_MOE_TILE pairs of one expert, so   \
+     * an expert's weights are read once per tile, not once per pair. `path` picks the kernel \
+     * (LS_CUDA_MOE_AUTO, _FEW, _TILED below); every path gives the same bits. */             \
     cudaError_t ls_cuda_linear_moe_##S(const T *x, int64_t ldx, int64_t x_div, int64_t pairs, \
                                        int64_t in, const T *const *w_list, int64_t n_experts,  \
                                        const int32_t *grp, int64_t out, T *y, int64_t ldy,     \
-                                       cudaStream_t stream);                                    \
+                                       int path, cudaStream_t stream);                          \
     /* Fast mode: the same product through cuBLAS (not batch invariant, not bitwise; TF32    \
      * tensor cores when allow_tf32 and T is float). b may be NULL. */                         \
     cudaError_t ls_cuda_linear_fast_##S(cublasHandle_t handle, const T *x, int64_t ldx,        \
@@ -167,14 +168,14 @@ LS_CUDA_DECLS(double, f64)
  *   grp[0]                          the number of tiles, n_tiles <= ls_cuda_moe_max_tiles()
  *   grp[1 + i], i < pairs           order: the i-th pair in sorted order
  *   grp[1 + pairs + 3t + {0,1,2}]   tile t < n_tiles: its group (expert, n_experts = invalid),
- *                                   its first position i in order, its number of pairs (1..16)
+ *                                   its first position i in order, its number of pairs (1..32)
  * Tiles are in group order, then position order. Needs pairs <= LS_CUDA_MOE_MAX_PAIRS and
  * n_experts <= LS_CUDA_MOE_MAX_EXPERTS. */
-#define LS_CUDA_MOE_TILE 16
+#define LS_CUDA_MOE_TILE 32   /* the row tile of the tiled linear kernel */
 #define LS_CUDA_MOE_MAX_EXPERTS 256
 #define LS_CUDA_MOE_MAX_PAIRS (INT64_C(1) << 30)
 static inline int64_t ls_cuda_moe_max_tiles(int64_t pairs, int64_t n_experts) {
-    /* sum over the n_experts + 1 groups of ceil(count / 16) <= ceil(pairs / 16) + groups */
+    /* sum over the n_experts + 1 groups of ceil(count / 32) <= ceil(pairs / 32) + groups */
     return (pairs + LS_CUDA_MOE_TILE - 1) / LS_CUDA_MOE_TILE + n_experts + 1;
 }
 static inline int64_t ls_cuda_moe_group_len(int64_t pairs, int64_t n_experts) {
@@ -182,6 +183,13 @@ static inline int64_t ls_cuda_moe_group_len(int64_t pairs, int64_t n_experts) {
 }
 cudaError_t ls_cuda_moe_group(const int64_t *expert, int64_t pairs, int64_t n_experts,
                               int32_t *grp, cudaStream_t stream);
+
+/* ls_cuda_linear_moe_*'s `path`. FEW: each block streams 32 outputs of one expert's weights
+ * for up to 8 pairs (a tile's quarter), for decode at small batch, where most experts get
+ * a handful of pairs. TILED: 32 pairs x 64 outputs per block, 8 x 8 per thread, for many
+ * pairs per expert. AUTO: FEW when pairs <= LS_CUDA_MOE_FEW_PER_EXPERT * n_experts. */
+enum { LS_CUDA_MOE_AUTO = 0, LS_CUDA_MOE_FEW = 1, LS_CUDA_MOE_TILED = 2 };
+#define LS_CUDA_MOE_FEW_PER_EXPERT 8
 
 /* State copy (fork / snapshot / restore): for each pair i, copies `bytes` bytes from
  * src_base + src_slots[i] * stride_bytes to dst_base + dst_slots[i] * stride_bytes,

@@ -3,8 +3,8 @@
  * ascending expert order, weights not renormalised). Combine: out = 0, then out +=
  * y_t * w_t for the row's k slots in ascending expert order, one thread per element.
  * The experts themselves run through ls_cuda_linear_moe over (row, slot) pairs, grouped by
- * expert first (ls_cuda_moe_group, below), so that each block of the linear computes a tile of
- * up to 16 pairs of one expert and reads that expert's weights once for all of them.
+ * expert first (ls_cuda_moe_group, below), so that each block of the linear computes (part of)
+ * a tile of up to 32 pairs of one expert and reads that expert's weights once for all of them.
  *
  * Group: one block of 1024 threads. (1) counts per group with shared-memory integer atomics
  * (integer sums: the result does not depend on their order); (2) one thread scans the <= 257

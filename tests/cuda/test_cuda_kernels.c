@@ -17,7 +17,8 @@
  * flush) against the same ops run one by one on the host, bytewise.
  *
  * Without a usable GPU the test exits 77 (meson: skipped). LS_CUDA_BIG=0 skips the
- * 4 GiB state-copy offset check (use it under compute-sanitizer); LS_CUDA_BENCH=1 adds a
+ * 4 GiB state-copy offset check and runs 40 random copy batches instead of 400 (use it under
+ * compute-sanitizer); LS_CUDA_BENCH=1 adds a
  * rough timing of the invariant linear against cuBLAS. The file includes itself once per precision. */
 #ifndef LS_T
 
@@ -368,7 +369,10 @@ static void test_copy_batch(void) {
     static const int64_t aligns[4] = {16, 8, 4, 1};
     int64_t mismatches = 0, cases = 0;
     ls_cuda_ctx *x = calloc(1, sizeof *x);
-    for (int it = 0; it < 400; it++) {
+    /* under the sanitizers (LS_CUDA_BIG=0) 40 batches: each launch costs them tens of ms */
+    const char *big_env = getenv("LS_CUDA_BIG");
+    const int iters = big_env && !strcmp(big_env, "0") ? 40 : 400;
+    for (int it = 0; it < iters; it++) {
         const int64_t align = aligns[it % 4], n = 1 + irand(NMAX);
         const int dense = (it / 4) % 2, max_unit = (int)aligns[irand(4)];
         cb_random(ops, n, d, B, align, dense, dense ? 96 : 512);
@@ -621,16 +625,19 @@ static void LS_S(test_linear)(void) {
         }
         free(y), free(got);
     }
-    /* 1..9 rows (up to 8 take the few-rows kernel), K spanning several of its K tiles and
-     * not a multiple of 8, outputs not a multiple of its 32: bitwise the CPU twin */
+    /* 1..9 rows (up to 8 take the few-rows kernel), then 31..33 and 70 (the 32-row tiles, a
+     * partial last one), K spanning several K tiles of both kernels and not a multiple of 8,
+     * outputs not a multiple of 32 or 64: bitwise the CPU twin */
     {
-        const int64_t K = 613, O = 77, ld = 620;
-        LS_T *x2 = LS_S(hrand)(9 * ld, -1, 1), *w2 = LS_S(hrand)(O * K, -1, 1);
-        LS_T *dx2 = LS_S(dputT)(x2, 9 * ld), *dw2 = LS_S(dputT)(w2, O * K);
-        LS_T *dy2 = LS_S(dalloc)(9 * O), *ref2 = hmalloc((size_t)(9 * O) * sizeof(LS_T));
-        for (int64_t r = 0; r < 9; r++) LS_S(ls_linear)(x2 + r * ld, 1, K, w2, b, O, ref2 + r * O);
-        for (int64_t nr = 1; nr <= 9; nr++) {
-            dpoison(dy2, (size_t)(9 * O) * sizeof(LS_T));
+        const int64_t K = 613, O = 77, ld = 620, NR = 70;
+        const int64_t nrs[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 31, 32, 33, 70};
+        LS_T *x2 = LS_S(hrand)(NR * ld, -1, 1), *w2 = LS_S(hrand)(O * K, -1, 1);
+        LS_T *dx2 = LS_S(dputT)(x2, NR * ld), *dw2 = LS_S(dputT)(w2, O * K);
+        LS_T *dy2 = LS_S(dalloc)(NR * O), *ref2 = hmalloc((size_t)(NR * O) * sizeof(LS_T));
+        for (int64_t r = 0; r < NR; r++) LS_S(ls_linear)(x2 + r * ld, 1, K, w2, b, O, ref2 + r * O);
+        for (size_t i = 0; i < sizeof nrs / sizeof nrs[0]; i++) {
+            const int64_t nr = nrs[i];
+            dpoison(dy2, (size_t)(NR * O) * sizeof(LS_T));
             RUN(LS_S(ls_cuda_linear)(dx2, ld, nr, K, dw2, db, O, dy2, O, 0));
             LS_T *y2 = LS_S(dgetT)(dy2, nr * O);
             char what[64];
@@ -710,7 +717,8 @@ static void LS_S(moe_case)(const char *name, int64_t E, int64_t P, int64_t x_div
            "moe_group (%s, %s): not the stable counting sort (%d tiles, host %d)", name,
            LS_IS64 ? "f64" : "f32", g[0], hg[0]);
     LS_T *dy = LS_S(dalloc)(P * ldy);
-    RUN(LS_S(ls_cuda_linear_moe)(dx, ldx, x_div, P, in, dlist, E, dgrp, out, dy, ldy, 0));
+    RUN(LS_S(ls_cuda_linear_moe)(dx, ldx, x_div, P, in, dlist, E, dgrp, out, dy, ldy,
+                                 LS_CUDA_MOE_AUTO, 0));
     LS_T *y = LS_S(dgetT)(dy, P * ldy), *got = LS_S(pack)(y, P, out, ldy);
     LS_T *ref = hmalloc((size_t)(P * out > 0 ? P * out : 1) * sizeof(LS_T));
     for (int64_t p = 0; p < P; p++) {
@@ -721,22 +729,28 @@ static void LS_S(moe_case)(const char *name, int64_t E, int64_t P, int64_t x_div
         LS_S(ls_linear)(x + (p / x_div) * ldx, 1, in, we[ex[p]], NULL, out, ref + p * out);
     }
     LS_S(cmp)(name, got, ref, P * out, 1, 0);
-    dpoison(dgrp, (size_t)glen * 4);
-    dpoison(dy, (size_t)(P * ldy) * sizeof(LS_T));
-    RUN(ls_cuda_moe_group(dex, P, E, dgrp, 0));
-    RUN(LS_S(ls_cuda_linear_moe)(dx, ldx, x_div, P, in, dlist, E, dgrp, out, dy, ldy, 0));
-    LS_T *y2 = LS_S(dgetT)(dy, P * ldy), *got2 = LS_S(pack)(y2, P, out, ldy);
-    dget(g, dgrp, (size_t)glen * 4);
-    CHECKF(memcmp(g, hg, (size_t)used * 4) == 0, "moe_group (%s): run twice differs", name);
-    LS_S(same_bits)("linear_moe run twice", got2, got, P * out);
+    /* each kernel on its own (the automatic choice took one of them), regrouped: the same bits */
+    for (int path = LS_CUDA_MOE_FEW; path <= LS_CUDA_MOE_TILED; path++) {
+        dpoison(dgrp, (size_t)glen * 4);
+        dpoison(dy, (size_t)(P * ldy) * sizeof(LS_T));
+        RUN(ls_cuda_moe_group(dex, P, E, dgrp, 0));
+        RUN(LS_S(ls_cuda_linear_moe)(dx, ldx, x_div, P, in, dlist, E, dgrp, out, dy, ldy, path,
+                                     0));
+        LS_T *y2 = LS_S(dgetT)(dy, P * ldy), *got2 = LS_S(pack)(y2, P, out, ldy);
+        dget(g, dgrp, (size_t)glen * 4);
+        CHECKF(memcmp(g, hg, (size_t)used * 4) == 0, "moe_group (%s): run twice differs", name);
+        LS_S(same_bits)(path == LS_CUDA_MOE_FEW ? "linear_moe few-pairs kernel vs automatic"
+                                                : "linear_moe tiled kernel vs automatic",
+                        got2, got, P * out);
+        free(y2), free(got2);
+    }
     for (int64_t e = 0; e < E; e++) free(we[e]);
-    free(x), free(we), free(dwe), free(g), free(hg), free(y), free(got), free(ref), free(y2),
-        free(got2);
+    free(x), free(we), free(dwe), free(g), free(hg), free(y), free(got), free(ref);
     dfree_all();
 }
 
 /* The MoE expert linear over pairs grouped by expert (ls_cuda_moe_group), cases that stress
- * the grouping: tiles of 16 pairs of one expert, partial tiles, empty experts, invalid experts
+ * the grouping: tiles of 32 pairs of one expert, partial tiles, empty experts, invalid experts
  * (their own group and tiles), x_div = k and 1, more pairs than one 1024-pair chunk. */
 static void LS_S(test_linear_moe)(void) {
     const int64_t R = 37, NP = 2500;
@@ -747,17 +761,17 @@ static void LS_S(test_linear_moe)(void) {
     LS_S(moe_case)("linear_moe (pairs, k=2)", 4, 2 * R, 2, ex);
     /* x_div = 1 (the down projection's layout) on the first R pairs */
     LS_S(moe_case)("linear_moe (x_div=1)", 4, R, 1, ex);
-    /* every pair on one expert: 5 tiles, the last one of 10 pairs */
+    /* every pair on one expert: 3 tiles, the last one of 10 pairs */
     for (int64_t p = 0; p < 2 * R; p++) ex[p] = 2;
     LS_S(moe_case)("linear_moe (one expert)", 4, 2 * R, 2, ex);
-    /* experts 1 and 4 of 5 get no pair; 50 pairs (not a multiple of 16) */
+    /* experts 1 and 4 of 5 get no pair; 50 pairs (not a multiple of 32) */
     for (int64_t p = 0; p < 50; p++) {
         ex[p] = irand(3);
         if (ex[p] == 1) ex[p] = 3;
     }
     LS_S(moe_case)("linear_moe (empty experts)", 5, 50, 1, ex);
     /* out-of-range experts (negative, = E, extreme) on half of 77 pairs, k = 3: the
-     * invalid group spans three tiles */
+     * invalid group spans two tiles */
     const int64_t bad[4] = {-1, 4, INT64_MAX, INT64_MIN};
     for (int64_t p = 0; p < 77; p++) ex[p] = p % 2 ? irand(4) : bad[irand(4)];
     LS_S(moe_case)("linear_moe (invalid experts)", 4, 77, 3, ex);
@@ -776,11 +790,13 @@ static void LS_S(test_linear_moe)(void) {
     dget(&n_tiles, dgrp, 4);
     CHECKF(n_tiles == 0, "moe_group: %d tiles for no pairs", n_tiles);
     LS_T *dy = LS_S(dalloc)(1);
-    RUN(LS_S(ls_cuda_linear_moe)(dy, 1, 1, 0, 1, NULL, 4, dgrp, 1, dy, 1, 0));
+    RUN(LS_S(ls_cuda_linear_moe)(dy, 1, 1, 0, 1, NULL, 4, dgrp, 1, dy, 1, LS_CUDA_MOE_AUTO, 0));
     CHECK(ls_cuda_moe_group(dex, 1, LS_CUDA_MOE_MAX_EXPERTS + 1, dgrp, 0) ==
           cudaErrorInvalidValue);
     CHECK(ls_cuda_moe_group(dex, 1, 0, dgrp, 0) == cudaErrorInvalidValue);
-    CHECK(LS_S(ls_cuda_linear_moe)(dy, 1, 1, 1, 1, NULL, 0, dgrp, 1, dy, 1, 0) ==
+    CHECK(LS_S(ls_cuda_linear_moe)(dy, 1, 1, 1, 1, NULL, 0, dgrp, 1, dy, 1, LS_CUDA_MOE_AUTO, 0) ==
+          cudaErrorInvalidValue);
+    CHECK(LS_S(ls_cuda_linear_moe)(dy, 1, 1, 1, 1, NULL, 4, dgrp, 1, dy, 1, 3, 0) ==
           cudaErrorInvalidValue);
     free(ex);
     dfree_all();
