@@ -8,13 +8,18 @@
  * differently in the last place); a token differs from the host's only when u * total
  * falls within rounding of a cumulative-weight boundary.
  *
- *   1. rank keys: the row widened to double as the host widens it, NaN -> -inf (the host's
- *      rank_key), -0 -> +0 (so equal values tie exactly, as the host's == does);
+ *   1. rank keys in the row's precision: NaN -> -inf (the host's rank_key), -0 -> +0 (so
+ *      equal values tie exactly, as the host's == does). The host ranks the row widened to
+ *      double; widening is exact and keeps the order, so float keys sort the same way at half
+ *      the bytes;
  *   2. a stable segmented sort, descending (cub::DeviceSegmentedSort): stability keeps
  *      ascending token ids among equal keys, which is the host's tie-break;
  *   3. one block per draw: the block computes weights of a chunk of candidates in parallel
- *      into shared memory, then thread 0 adds them in order. The row's total is summed in
- *      token-id order when every token is kept, in rank order otherwise, as on the host.
+ *      into shared memory, then thread 0 adds them in order (eight loads ahead of the
+ *      adds; a chunk of eight is checked for the stopping bound once, at its last sum,
+ *      because the weights are >= 0 and so the running sum never decreases). The row's
+ *      total is summed in token-id order when every token is kept, in rank order otherwise,
+ *      as on the host.
  * Draws with temperature 0 (greedy) and rows with no finite log-probability take rank 0,
  * which is the host's greedy token; when every draw is greedy the sort is still the simplest
  * correct argmax and costs a fraction of a millisecond. */
@@ -26,14 +31,16 @@
 #define LS_SAMPLE_THREADS 256
 #define LS_SAMPLE_CHUNK 2048
 
-__device__ __forceinline__ double ls_rank_key(double x) { return isnan(x) ? -HUGE_VAL : x + 0.0; }
+template <typename T> __device__ __forceinline__ T ls_rank_key(T x) {
+    return isnan(x) ? (T)-INFINITY : x + (T)0;
+}
 
 template <typename T>
 __global__ void ls_sample_keys_kernel(const T *__restrict__ rows, int64_t n, int64_t vocab,
-                                      double *__restrict__ keys, int32_t *__restrict__ ids) {
+                                      T *__restrict__ keys, int32_t *__restrict__ ids) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * blockDim.x) {
-        keys[i] = ls_rank_key((double)rows[i]);
+        keys[i] = ls_rank_key(rows[i]);
         ids[i] = (int32_t)(i % vocab);
     }
 }
@@ -54,6 +61,56 @@ struct ls_walk {
     int stopped;
 };
 
+/* Thread 0's part of a walk: the m weights of one chunk (starting at position base) added
+ * to r in order. Eight loads go ahead of their eight dependent adds; the bound is checked on
+ * the eighth sum only, since weights >= 0 make the running sum non-decreasing (IEEE
+ * round-to-nearest addition of a non-negative number never lowers it), and on a hit the
+ * first of the eight sums that crosses is the stopping element. */
+__device__ __forceinline__ void ls_walk_chunk(const double *__restrict__ wbuf, int64_t base,
+                                              int64_t m, int mode, double bound, ls_walk &r) {
+    auto crossed = [&](double c) {
+        return (mode == LS_WALK_REACH && c >= bound) || (mode == LS_WALK_EXCEED && c > bound);
+    };
+    int64_t t = 0;
+    for (; t + 8 <= m; t += 8) {
+        double v[8], c[8];
+#pragma unroll
+        for (int i = 0; i < 8; i++) v[i] = wbuf[t + i];
+        c[0] = r.cum + v[0];
+#pragma unroll
+        for (int i = 1; i < 8; i++) c[i] = c[i - 1] + v[i];
+        if (mode != LS_WALK_ALL && crossed(c[7])) {
+            int hit = 7;   /* the first crossing; constant indices keep c and v in registers */
+            double ch = c[7];
+#pragma unroll
+            for (int i = 6; i >= 0; i--)
+                if (crossed(c[i])) hit = i, ch = c[i];
+#pragma unroll
+            for (int q = 0; q < 8; q++)
+                if (q <= hit && v[q] > 0.0) r.last = base + t + q;
+            r.cum = ch;
+            r.count = base + t + hit + 1;
+            r.stopped = 1;
+            return;
+        }
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            if (v[i] > 0.0) r.last = base + t + i;
+        r.cum = c[7];
+    }
+    for (; t < m; t++) {
+        const double w = wbuf[t];
+        r.cum += w;
+        if (w > 0.0) r.last = base + t;
+        if (mode != LS_WALK_ALL && crossed(r.cum)) {
+            r.count = base + t + 1;
+            r.stopped = 1;
+            return;
+        }
+    }
+    r.count = base + m;
+}
+
 /* Sums weight(j) for j = 0, 1, ... n - 1 in that order, stopping after the first j where the
  * running sum reaches (>=, LS_WALK_REACH) or exceeds (>, LS_WALK_EXCEED) `bound`. Called by
  * every thread of the block; every thread gets the result. */
@@ -69,17 +126,7 @@ __device__ ls_walk ls_walk_in_order(int64_t n, W weight, int mode, double bound)
         __syncthreads();
         if (threadIdx.x == 0) {
             ls_walk r = res;
-            for (int64_t t = 0; t < m; t++) {
-                const double w = wbuf[t];
-                r.cum += w;
-                r.count = base + t + 1;
-                if (w > 0.0) r.last = base + t;
-                if ((mode == LS_WALK_REACH && r.cum >= bound) ||
-                    (mode == LS_WALK_EXCEED && r.cum > bound)) {
-                    r.stopped = 1;
-                    break;
-                }
-            }
+            ls_walk_chunk(wbuf, base, m, mode, bound, r);
             res = r;
         }
         __syncthreads();
@@ -92,18 +139,18 @@ __device__ ls_walk ls_walk_in_order(int64_t n, W weight, int mode, double bound)
 
 template <typename T>
 __global__ void __launch_bounds__(LS_SAMPLE_THREADS)
-ls_sample_draw_kernel(const T *__restrict__ rows, int64_t vocab, const double *__restrict__ skeys,
+ls_sample_draw_kernel(const T *__restrict__ rows, int64_t vocab, const T *__restrict__ skeys,
                       const int32_t *__restrict__ sids, const ls_cuda_sample_job *__restrict__ jobs,
                       int32_t *__restrict__ tokens, double *__restrict__ lps) {
     const ls_cuda_sample_job jb = jobs[blockIdx.x];
     const T *row = rows + jb.row * vocab;
-    const double *K = skeys + jb.row * vocab;
+    const T *K = skeys + jb.row * vocab;
     const int32_t *I = sids + jb.row * vocab;
-    const double lp_max = K[0], temp = jb.temperature;
+    const double lp_max = (double)K[0], temp = jb.temperature;
     int32_t out = I[0];
     if (temp != 0.0 && isfinite(lp_max)) {
-        auto ranked = [&](int64_t j) { return exp((K[j] - lp_max) / temp); };
-        auto by_id = [&](int64_t i) { return exp((ls_rank_key((double)row[i]) - lp_max) / temp); };
+        auto ranked = [&](int64_t j) { return exp(((double)K[j] - lp_max) / temp); };
+        auto by_id = [&](int64_t i) { return exp(((double)ls_rank_key(row[i]) - lp_max) / temp); };
         int64_t keep = jb.top_k == 0 || jb.top_k > vocab ? vocab : jb.top_k;
         double total = keep < vocab ? ls_walk_in_order(keep, ranked, LS_WALK_ALL, 0.0).cum
                                     : ls_walk_in_order(vocab, by_id, LS_WALK_ALL, 0.0).cum;
@@ -125,24 +172,28 @@ ls_sample_draw_kernel(const T *__restrict__ rows, int64_t vocab, const double *_
     }
 }
 
-/* Workspace layout: keys, sorted keys (double), ids, sorted ids (int32), segment offsets,
- * CUB's temporary storage; each piece 256-byte aligned. */
+/* Workspace layout: keys, sorted keys (8 bytes each, enough for either precision), ids,
+ * sorted ids (int32), segment offsets, CUB's temporary storage (the larger of the two key
+ * types' needs); each piece 256-byte aligned. */
 static int64_t ls_al256(int64_t b) { return (b + 255) / 256 * 256; }
 
+template <typename K>
 static cudaError_t ls_sample_cub_bytes(int64_t n_rows, int64_t vocab, size_t *bytes) {
     *bytes = 0;
     return cub::DeviceSegmentedSort::StableSortPairsDescending(
-        (void *)NULL, *bytes, (const double *)NULL, (double *)NULL, (const int32_t *)NULL,
+        (void *)NULL, *bytes, (const K *)NULL, (K *)NULL, (const int32_t *)NULL,
         (int32_t *)NULL, n_rows * vocab, n_rows, (const int64_t *)NULL, (const int64_t *)NULL, 0);
 }
 
 extern "C" int64_t ls_cuda_sample_workspace(int64_t n_rows, int64_t vocab) {
     if (n_rows < 1 || vocab < 1) return 0;
-    size_t cub_bytes = 0;
-    if (ls_sample_cub_bytes(n_rows, vocab, &cub_bytes) != cudaSuccess) return -1;
+    size_t bf = 0, bd = 0;
+    if (ls_sample_cub_bytes<float>(n_rows, vocab, &bf) != cudaSuccess ||
+        ls_sample_cub_bytes<double>(n_rows, vocab, &bd) != cudaSuccess)
+        return -1;
     const int64_t n = n_rows * vocab;
     return 2 * ls_al256(n * 8) + 2 * ls_al256(n * 4) + ls_al256((n_rows + 1) * 8) +
-           ls_al256((int64_t)cub_bytes);
+           ls_al256((int64_t)(bf > bd ? bf : bd));
 }
 
 template <typename T>
@@ -164,14 +215,14 @@ static cudaError_t ls_sample(const T *rows, int64_t n_rows, int64_t vocab,
                     (long long)need);
     const int64_t n = n_rows * vocab;
     char *p = (char *)work;
-    double *keys = (double *)p;
-    double *skeys = (double *)(p += ls_al256(n * 8));
+    T *keys = (T *)p;
+    T *skeys = (T *)(p += ls_al256(n * 8));
     int32_t *ids = (int32_t *)(p += ls_al256(n * 8));
     int32_t *sids = (int32_t *)(p += ls_al256(n * 4));
     int64_t *offs = (int64_t *)(p += ls_al256(n * 4));
     void *cub_tmp = p += ls_al256((n_rows + 1) * 8);
     size_t cub_bytes = 0;
-    cudaError_t e = ls_sample_cub_bytes(n_rows, vocab, &cub_bytes);
+    cudaError_t e = ls_sample_cub_bytes<T>(n_rows, vocab, &cub_bytes);
     if (e != cudaSuccess) return ls_cuda_fail(e, "sample: sizing the segmented sort");
 
     int64_t blocks = ls_cuda_cdiv(n, 256);
