@@ -12,8 +12,9 @@
 #   calibrate  bench/calibrate_fast: fast mode's clean |delta| and the faults' separation
 #   cli        every configs/faults/*.yaml through `lockstep run --set backend=cuda`, in
 #              invariant and fast mode, fault on (expect exit 1) and off (expect exit 0)
-#   sanitize   compute-sanitizer memcheck (leak check) on a few engine configurations, then
-#              racecheck and memcheck on test_cuda_sample and test_cuda_engine
+#   sanitize   compute-sanitizer memcheck (leak check), racecheck, synccheck and initcheck on
+#              test_cuda_kernels; racecheck and memcheck on test_cuda_sample; memcheck (leak
+#              check) on 6 engine configurations of test_cuda_engine -> sanitize.log
 # Environment: CALIB_SEEDS (default 60), LS_CUDA_CONFIGS (default 200). All four default parts
 # take about 2 minutes on an H100 after the build.
 set -uo pipefail
@@ -89,24 +90,30 @@ for p in "${parts[@]}"; do
     rm -f "$OUT/cli.log"
     note cli $bad ;;
   sanitize)
-    say "compute-sanitizer memcheck"
-    LS_CUDA_CONFIGS=6 timeout 200 compute-sanitizer --tool memcheck --leak-check full --print-limit 20 \
-      "$B/tests/cuda/test_cuda_engine" > "$OUT/san-engine.log" 2>&1; r=$?
-    grep -E 'SUMMARY|LEAK|rror' "$OUT/san-engine.log" | head -10
-    note sanitize_engine $r
-    # the device sampler and the engine's batched copies / grouped MoE under racecheck
-    # (shared-memory hazards) and memcheck
-    for t in test_cuda_sample test_cuda_engine; do
-      say "compute-sanitizer racecheck + memcheck: $t"
-      LS_CUDA_CONFIGS=4 timeout 200 compute-sanitizer --tool racecheck --print-limit 20 \
-        "$B/tests/cuda/$t" > "$OUT/race-$t.log" 2>&1; r=$?
-      grep -E 'SUMMARY|hazard|rror' "$OUT/race-$t.log" | head -5
-      note "racecheck_$t" $r
-      LS_CUDA_CONFIGS=4 timeout 200 compute-sanitizer --tool memcheck --print-limit 20 \
-        "$B/tests/cuda/$t" > "$OUT/mem-$t.log" 2>&1; r=$?
-      grep -E 'SUMMARY|rror' "$OUT/mem-$t.log" | head -5
-      note "memcheck_$t" $r
-    done ;;
+    # every kernel test under the four tools (LS_CUDA_BIG=0: no 4 GiB copy), the device
+    # sampler under racecheck + memcheck, the engine's launches (batched copies, grouped MoE)
+    # under memcheck with leak checking; all output in one log ($OUT keeps few files)
+    san() {   # NAME TOOL TIMEOUT BINARY [tool options]
+      local name=$1 tool=$2 lim=$3 bin=$4; shift 4
+      say "compute-sanitizer $tool: $bin"
+      echo "== $name: compute-sanitizer --tool $tool $* $bin" >> "$OUT/sanitize.log"
+      # stdbuf: the test's lines reach the log as they are printed, so a run stopped by the
+      # timeout still shows how far it got
+      timeout "$lim" stdbuf -oL compute-sanitizer --tool "$tool" "$@" --print-limit 20 \
+        "$B/tests/cuda/$bin" > "$OUT/san.tmp" 2>&1; local r=$?
+      cat "$OUT/san.tmp" >> "$OUT/sanitize.log"
+      grep -E 'SUMMARY|LEAK|checks,|rror' "$OUT/san.tmp" | head -6
+      rm -f "$OUT/san.tmp"
+      note "$name" $r
+    }
+    export LS_CUDA_BIG=0
+    san memcheck_kernels memcheck 200 test_cuda_kernels --leak-check full
+    san racecheck_kernels racecheck "${RACE_LIMIT:-400}" test_cuda_kernels
+    san synccheck_kernels synccheck 200 test_cuda_kernels
+    san initcheck_kernels initcheck 200 test_cuda_kernels
+    san racecheck_sample racecheck 200 test_cuda_sample
+    san memcheck_sample memcheck 200 test_cuda_sample
+    LS_CUDA_CONFIGS=6 san memcheck_engine memcheck 200 test_cuda_engine --leak-check full ;;
   *) echo "unknown part $p"; rc_all=2 ;;
   esac
 done
