@@ -23,8 +23,9 @@
  * --hf FILE: lines "BATCH TOKENS_PER_S" from tools/gpu/bench_transformers.py.
  * The profile (unless --no-profile): the same step's pieces timed alone with CUDA events on
  * the real device weights: every linear (fast mode: cuBLAS for the dense ones), the MoE
- * expert linears (with their grouping by expert), the lm_head, the logsoftmax and the
- * device sampler (B draws from B rows). */
+ * expert linears (with their grouping by expert), the lm_head, the logsoftmax, the
+ * device sampler (B draws from B rows), and conv + scan and KV write + attention over a decode
+ * batch of B one-token sequences at position 56. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,15 @@ static double now(void) {
 
 #define CU(call) LS_CU_OR_EXIT(call, 2)
 
+/* Milliseconds from e0 (recorded earlier on S) to now on S. */
+static double ms_since(cudaEvent_t e0, cudaEvent_t e1, cudaStream_t S) {
+    float ms;
+    CU(cudaEventRecord(e1, S));
+    CU(cudaEventSynchronize(e1));
+    CU(cudaEventElapsedTime(&ms, e0, e1));
+    return (double)ms;
+}
+
 /* HBM bandwidth: a device-to-device copy of 2 GiB (2 GiB read + 2 GiB written), best of 10. */
 static double measure_bw(void) {
     size_t n = (size_t)2 << 30;
@@ -60,21 +70,18 @@ static double measure_bw(void) {
     CU(cudaEventCreate(&e0));
     CU(cudaEventCreate(&e1));
     CU(cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice));
-    float best = 1e30f;
+    double best = 1e30;
     for (int i = 0; i < 10; i++) {
         CU(cudaEventRecord(e0, 0));
         CU(cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice));
-        CU(cudaEventRecord(e1, 0));
-        CU(cudaEventSynchronize(e1));
-        float ms;
-        CU(cudaEventElapsedTime(&ms, e0, e1));
-        if (ms < best) best = ms;  /* float */
+        const double ms = ms_since(e0, e1, 0);
+        if (ms < best) best = ms;
     }
     cudaFree(a);
     cudaFree(b);
     cudaEventDestroy(e0);
     cudaEventDestroy(e1);
-    return 2.0 * (double)n / ((double)best * 1e-3);
+    return 2.0 * (double)n / (best * 1e-3);
 }
 
 static int64_t lin_params(const ls_linear *L) { return L->out * L->in + (L->b ? L->out : 0); }
@@ -199,7 +206,84 @@ static double engine_run(const ls_model *m, const ls_backend *be, int64_t B, int
 
 typedef struct prof {
     double mamba_lin, attn_lin, dense_mlp, moe, lm_head, logsoftmax, sample;   /* ms */
+    double conv_scan, attention;                                                /* ms */
 } prof;
+
+/* The mixers' non-linear parts of one decode step, timed alone like the linears: conv1d +
+ * selective scan of every Mamba layer, KV write + attention of every attention layer, over a
+ * decode batch of B sequences with one token each at position POS (the benchmark's mean
+ * decode length), states and KV blocks in scratch, activations zero. Adds to q. */
+static void profile_mixers(ls_cuda_ctx *x, int64_t B, prof *q) {
+    const ls_model *dm = &x->dm;
+    const ls_model_config *c = &dm->cfg;
+    const cudaStream_t S = x->stream;
+    const int64_t di = c->mamba_d_inner, ds = c->mamba_d_state, Kc = c->mamba_d_conv;
+    const int64_t hd = c->head_dim, heads = c->num_heads, kvd = c->num_kv_heads * hd;
+    const int64_t POS = 56, bs = 16, nblk = (POS + 1 + bs - 1) / bs;
+    int64_t *h64 = malloc((size_t)(5 * B + B * nblk) * 8);
+    int32_t *hinit = malloc((size_t)B * 4);
+    float **hptr = malloc((size_t)(2 * B) * sizeof *hptr);
+    if (!h64 || !hinit || !hptr) { fprintf(stderr, "bench_gpu: out of memory\n"); exit(2); }
+    int64_t *row0 = h64, *n = h64 + B, *start = h64 + 2 * B, *bt_off = h64 + 3 * B;
+    int64_t *bt = h64 + 5 * B;
+    for (int64_t s = 0; s < B; s++) {
+        row0[s] = s, n[s] = 1, start[s] = POS, bt_off[s] = s * nblk, hinit[s] = 1;
+        for (int64_t i = 0; i < nblk; i++) bt[s * nblk + i] = s * nblk + i;
+    }
+    int64_t *d64;
+    int32_t *dinit;
+    float *conv, *ssm, *io, *kc, *vc, *scores, **dptr;
+    const int64_t width = 2 * di > heads * hd ? 2 * di : heads * hd;
+    CU(cudaMalloc((void **)&d64, (size_t)(5 * B + B * nblk) * 8));
+    CU(cudaMemcpy(d64, h64, (size_t)(5 * B + B * nblk) * 8, cudaMemcpyHostToDevice));
+    CU(cudaMalloc((void **)&dinit, (size_t)B * 4));
+    CU(cudaMemcpy(dinit, hinit, (size_t)B * 4, cudaMemcpyHostToDevice));
+    CU(cudaMalloc((void **)&conv, (size_t)(B * di * (Kc - 1 > 0 ? Kc - 1 : 1)) * 4));
+    CU(cudaMalloc((void **)&ssm, (size_t)(B * di * ds) * 4));
+    CU(cudaMalloc((void **)&io, (size_t)(2 * B * width) * 4));
+    CU(cudaMalloc((void **)&kc, (size_t)(B * nblk * bs * kvd) * 4));
+    CU(cudaMalloc((void **)&vc, (size_t)(B * nblk * bs * kvd) * 4));
+    CU(cudaMalloc((void **)&scores, (size_t)(B * heads * (POS + 1)) * 4));
+    CU(cudaMemset(conv, 0, (size_t)(B * di * (Kc - 1 > 0 ? Kc - 1 : 1)) * 4));
+    CU(cudaMemset(ssm, 0, (size_t)(B * di * ds) * 4));
+    CU(cudaMemset(io, 0, (size_t)(2 * B * width) * 4));
+    CU(cudaMemset(kc, 0, (size_t)(B * nblk * bs * kvd) * 4));
+    CU(cudaMemset(vc, 0, (size_t)(B * nblk * bs * kvd) * 4));
+    for (int64_t s = 0; s < B; s++) {
+        hptr[s] = conv + s * di * (Kc - 1);
+        hptr[B + s] = ssm + s * di * ds;
+    }
+    CU(cudaMalloc((void **)&dptr, (size_t)(2 * B) * sizeof *dptr));
+    CU(cudaMemcpy(dptr, hptr, (size_t)(2 * B) * sizeof *dptr, cudaMemcpyHostToDevice));
+    const ls_cuda_batch b = {.n_seqs = B, .rows = B, .max_keys = POS + 1, .row0 = d64,
+                             .n = d64 + B, .start_pos = d64 + 2 * B, .has_init = dinit,
+                             .block_tables = d64 + 5 * B, .bt_off = d64 + 3 * B};
+    float *in = io, *out = io + B * width;
+    cudaEvent_t e0, e1;
+    CU(cudaEventCreate(&e0));
+    CU(cudaEventCreate(&e1));
+    for (int64_t l = 0; l < c->num_layers; l++) {
+        const ls_layer_w *L = &dm->layers[l];
+        CU(cudaEventRecord(e0, S));
+        if (c->layer_kind[l] == LS_LAYER_MAMBA) {
+            CU(ls_cuda_conv1d_f32(&b, dptr, in, 2 * di, (const float *)L->conv_w,
+                                  (const float *)L->conv_b, di, Kc, out, di, S));
+            CU(ls_cuda_scan_f32(&b, dptr + B, in, di, in, di, (const float *)L->A, in, ds, in, ds,
+                                (const float *)L->D, in, di, di, ds, out, di, S));
+            q->conv_scan += ms_since(e0, e1, S);
+        } else {
+            CU(ls_cuda_kv_write_f32(&b, in, kvd, in, kvd, bs, kvd, kc, vc, S));
+            CU(ls_cuda_attention_f32(&b, in, heads * hd, kc, vc, bs, heads, c->num_kv_heads, hd,
+                                     scores, out, heads * hd, S));
+            q->attention += ms_since(e0, e1, S);
+        }
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cudaFree(d64), cudaFree(dinit), cudaFree(conv), cudaFree(ssm), cudaFree(io), cudaFree(kc);
+    cudaFree(vc), cudaFree(scores), cudaFree(dptr);
+    free(h64), free(hinit), free(hptr);
+}
 
 static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
     ls_cuda_ctx *x = (ls_cuda_ctx *)be->impl;
@@ -256,7 +340,6 @@ static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
         prof q = {0};
         for (int64_t l = 0; l < c->num_layers; l++) {
             const ls_layer_w *L = &dm->layers[l];
-            float ms;
             CU(cudaEventRecord(e0, S));
             if (c->layer_kind[l] == LS_LAYER_MAMBA) {
                 CU(LIN(&L->in_proj));
@@ -269,10 +352,8 @@ static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
                 CU(LIN(&L->v));
                 CU(LIN(&L->o));
             }
-            CU(cudaEventRecord(e1, S));
-            CU(cudaEventSynchronize(e1));
-            CU(cudaEventElapsedTime(&ms, e0, e1));
-            if (c->layer_kind[l] == LS_LAYER_MAMBA) q.mamba_lin += (double)ms; else q.attn_lin += (double)ms;
+            const double t_mix = ms_since(e0, e1, S);
+            if (c->layer_kind[l] == LS_LAYER_MAMBA) q.mamba_lin += t_mix; else q.attn_lin += t_mix;
             CU(cudaEventRecord(e0, S));
             if (L->n_experts == 1) {
                 CU(LIN(&L->experts[0].gate));
@@ -291,33 +372,24 @@ static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
                 CU(ls_cuda_linear_moe_f32(in, e->down.in, 1, B * k, e->down.in, wl + 2 * E, E,
                                           grp, e->down.out, out, e->down.out, LS_CUDA_MOE_AUTO, S));
             }
-            CU(cudaEventRecord(e1, S));
-            CU(cudaEventSynchronize(e1));
-            CU(cudaEventElapsedTime(&ms, e0, e1));
-            if (L->n_experts == 1) q.dense_mlp += (double)ms; else q.moe += (double)ms;
+            const double t_ff = ms_since(e0, e1, S);
+            if (L->n_experts == 1) q.dense_mlp += t_ff; else q.moe += t_ff;
         }
-        float ms;
         CU(cudaEventRecord(e0, S));
         CU(LIN(&dm->lm_head));
-        CU(cudaEventRecord(e1, S));
-        CU(cudaEventSynchronize(e1));
-        CU(cudaEventElapsedTime(&ms, e0, e1));
-        q.lm_head = (double)ms;
+        q.lm_head = ms_since(e0, e1, S);
         CU(cudaEventRecord(e0, S));
         CU(ls_cuda_logsoftmax_f32(out, V, B, V, out, V, S));
-        CU(cudaEventRecord(e1, S));
-        CU(cudaEventSynchronize(e1));
-        CU(cudaEventElapsedTime(&ms, e0, e1));
-        q.logsoftmax = (double)ms;
+        q.logsoftmax = ms_since(e0, e1, S);
         CU(cudaEventRecord(e0, S));
         CU(ls_cuda_sample_f32(out, B, V, jobs, B, work, work_bytes, tok, tlp, S));
-        CU(cudaEventRecord(e1, S));
-        CU(cudaEventSynchronize(e1));
-        CU(cudaEventElapsedTime(&ms, e0, e1));
-        q.sample = (double)ms;
+        q.sample = ms_since(e0, e1, S);
         *p = q;
     }
 #undef LIN
+    prof warm = {0};
+    profile_mixers(x, B, &warm);   /* a warm-up, then the measured pass */
+    profile_mixers(x, B, p);
     cudaFree(in);
     cudaFree(out);
     cudaFree(idx);
@@ -479,23 +551,25 @@ int main(int argc, char **argv) {
                "device weights, ms; forward = the backend's forward calls "
                "and sample calls of the decode steps, wall time, which ends synchronised with the tokens on the host; "
                "state copies = queueing the engine's state copies (host time; the batched launches run inside the next op); host = step - both; "
-               "rest of forward = forward - the pieces: conv, scan, attention, norms, MoE route/combine, state copies, uploads, "
+               "conv + scan and attention (KV write + attention) on a decode batch at position 56; "
+               "rest of forward = forward - the pieces: norms, softplus, MoE route/combine, embedding, state copies, uploads, "
                "launch gaps):\n\n");
         printf("| mode | batch | step | forward + sample (synchronised) | state copies | host (scheduler) | "
                "Mamba linears | attn linears | dense MLP | MoE (router + experts) | lm_head | logsoftmax | "
-               "sample | rest of forward |\n");
-        printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+               "sample | conv + scan | attention | rest of forward |\n");
+        printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
         for (int md = 0; md < 3; md++) {
             if (!mode_on[md]) continue;
             for (int i = 0; i < nb; i++) {
                 prof *p = &pr[md][i];
                 double step = 1e3 * (double)batches[i] / tps[md][i];
                 double sum = p->mamba_lin + p->attn_lin + p->dense_mlp + p->moe + p->lm_head +
-                             p->logsoftmax + p->sample;
-                printf("| %s | %lld | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
+                             p->logsoftmax + p->sample + p->conv_scan + p->attention;
+                printf("| %s | %lld | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
                        mode_names[md], (long long)batches[i], step, fwd_ms[md][i], copy_ms[md][i],
                        step - fwd_ms[md][i] - copy_ms[md][i], p->mamba_lin, p->attn_lin,
-                       p->dense_mlp, p->moe, p->lm_head, p->logsoftmax, p->sample, fwd_ms[md][i] - sum);
+                       p->dense_mlp, p->moe, p->lm_head, p->logsoftmax, p->sample, p->conv_scan,
+                       p->attention, fwd_ms[md][i] - sum);
             }
         }
     }
