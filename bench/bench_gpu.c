@@ -25,7 +25,8 @@
  * the real device weights: every linear (fast mode: cuBLAS for the dense ones), the MoE
  * expert linears (with their grouping by expert), the lm_head, the logsoftmax, the
  * device sampler (B draws from B rows), and conv + scan and KV write + attention over a decode
- * batch of B one-token sequences at position 56. */
+ * batch of B one-token sequences at position 56; in invariant mode also the invariant linear's
+ * two kernels (tiled, few rows) on each of the model's linear shapes at each batch. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -285,6 +286,76 @@ static void profile_mixers(ls_cuda_ctx *x, int64_t B, prof *q) {
     free(h64), free(hinit), free(hptr);
 }
 
+/* The invariant linear's two kernels on the model's distinct linear shapes, at batch B: the
+ * data for ls_cuda_linear's automatic choice (kernels_cuda.h, LS_CUDA_PATH_*). */
+#define N_SHAPES 12
+typedef struct lin_shape {
+    const char *name;
+    const ls_linear *L;
+} lin_shape;
+
+static int model_shapes(const ls_model *dm, lin_shape *sh) {
+    const ls_model_config *c = &dm->cfg;
+    int n = 0, mamba = 0, attn = 0, dense = 0, moe = 0;
+    for (int64_t l = 0; l < c->num_layers; l++) {
+        const ls_layer_w *L = &dm->layers[l];
+        if (c->layer_kind[l] == LS_LAYER_MAMBA && !mamba++) {
+            sh[n++] = (lin_shape){"in_proj", &L->in_proj};
+            sh[n++] = (lin_shape){"x_proj", &L->x_proj};
+            sh[n++] = (lin_shape){"dt_proj", &L->dt_proj};
+            sh[n++] = (lin_shape){"out_proj", &L->out_proj};
+        }
+        if (c->layer_kind[l] != LS_LAYER_MAMBA && !attn++) {
+            sh[n++] = (lin_shape){"q / o", &L->q};
+            sh[n++] = (lin_shape){"k / v", &L->k};
+        }
+        if (L->n_experts == 1 && !dense++) {
+            sh[n++] = (lin_shape){"mlp gate / up", &L->experts[0].gate};
+            sh[n++] = (lin_shape){"mlp down", &L->experts[0].down};
+        }
+        if (L->n_experts > 1 && !moe++) sh[n++] = (lin_shape){"router", &L->router};
+    }
+    sh[n++] = (lin_shape){"lm_head", &dm->lm_head};
+    return n;
+}
+
+/* ms per call of the invariant linear on path `path`, B rows of zeros: mean of 5 after one */
+static double time_linear(ls_cuda_ctx *x, const ls_linear *L, int64_t B, int path, float *in,
+                          float *out, cudaEvent_t e0, cudaEvent_t e1) {
+    for (int it = 0; it < 6; it++) {
+        if (it == 1) CU(cudaEventRecord(e0, x->stream));
+        CU(ls_cuda_linear_f32(in, L->in, B, L->in, (const float *)L->w, (const float *)L->b, L->out,
+                              out, L->out, path, x->stream));
+    }
+    return ms_since(e0, e1, x->stream) / 5.0;
+}
+
+/* ms[shape][0] tiled, ms[shape][1] few-rows, for the shapes of model_shapes */
+static void profile_paths(ls_cuda_ctx *x, int64_t B, double (*ms)[2]) {
+    lin_shape sh[N_SHAPES];
+    const int n = model_shapes(&x->dm, sh);
+    int64_t w = 1;
+    for (int i = 0; i < n; i++) {
+        if (sh[i].L->in > w) w = sh[i].L->in;
+        if (sh[i].L->out > w) w = sh[i].L->out;
+    }
+    float *in, *out;
+    CU(cudaMalloc((void **)&in, (size_t)(B * w) * 4));
+    CU(cudaMalloc((void **)&out, (size_t)(B * w) * 4));
+    CU(cudaMemset(in, 0, (size_t)(B * w) * 4));
+    cudaEvent_t e0, e1;
+    CU(cudaEventCreate(&e0));
+    CU(cudaEventCreate(&e1));
+    for (int i = 0; i < n; i++) {
+        ms[i][0] = time_linear(x, sh[i].L, B, LS_CUDA_PATH_TILED, in, out, e0, e1);
+        ms[i][1] = time_linear(x, sh[i].L, B, LS_CUDA_PATH_FEW, in, out, e0, e1);
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cudaFree(in);
+    cudaFree(out);
+}
+
 static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
     ls_cuda_ctx *x = (ls_cuda_ctx *)be->impl;
     const ls_model *dm = &x->dm;
@@ -334,7 +405,8 @@ static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
     ((fast) ? ls_cuda_linear_fast_f32(x->cublas, in, (L)->in, B, (L)->in, (const float *)(L)->w, \
                                       (const float *)(L)->b, (L)->out, out, (L)->out, x->tf32, S) \
             : ls_cuda_linear_f32(in, (L)->in, B, (L)->in, (const float *)(L)->w,               \
-                                 (const float *)(L)->b, (L)->out, out, (L)->out, S))
+                                 (const float *)(L)->b, (L)->out, out, (L)->out,               \
+                                 LS_CUDA_PATH_AUTO, S))
     memset(p, 0, sizeof *p);
     for (int rep = 0; rep < 2; rep++) {   /* rep 0 warms up */
         prof q = {0};
@@ -366,11 +438,11 @@ static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
                 CU(LIN(&L->router));
                 CU(ls_cuda_moe_group(idx, B * k, E, grp, S));
                 CU(ls_cuda_linear_moe_f32(in, e->gate.in, k, B * k, e->gate.in, wl, E, grp,
-                                          e->gate.out, out, e->gate.out, LS_CUDA_MOE_AUTO, S));
+                                          e->gate.out, out, e->gate.out, LS_CUDA_PATH_AUTO, S));
                 CU(ls_cuda_linear_moe_f32(in, e->up.in, k, B * k, e->up.in, wl + E, E, grp,
-                                          e->up.out, out, e->up.out, LS_CUDA_MOE_AUTO, S));
+                                          e->up.out, out, e->up.out, LS_CUDA_PATH_AUTO, S));
                 CU(ls_cuda_linear_moe_f32(in, e->down.in, 1, B * k, e->down.in, wl + 2 * E, E,
-                                          grp, e->down.out, out, e->down.out, LS_CUDA_MOE_AUTO, S));
+                                          grp, e->down.out, out, e->down.out, LS_CUDA_PATH_AUTO, S));
             }
             const double t_ff = ms_since(e0, e1, S);
             if (L->n_experts == 1) q.dense_mlp += t_ff; else q.moe += t_ff;
@@ -489,6 +561,7 @@ int main(int argc, char **argv) {
     /* results */
     double tps[3][16], roof32[16], roof16[16], fwd_ms[3][16], copy_ms[3][16];
     prof pr[3][16];
+    double path_ms[16][N_SHAPES][2];
     const char *mode_names[3] = {"invariant", "fast", "tf32"};
     int mode_on[3] = {strstr(modes, "invariant") != NULL, strstr(modes, "fast") != NULL,
                       strstr(modes, "tf32") != NULL};
@@ -525,6 +598,7 @@ int main(int argc, char **argv) {
                     mode_names[md], (long long)B, (long long)warm, ta, (long long)(warm + nnew), tb,
                     1e3 * (tb - ta) / (double)nnew, tps[md][i]);
             if (profile) profile_step(be, md > 0, B, &pr[md][i]);
+            if (profile && md == 0) profile_paths((ls_cuda_ctx *)be->impl, B, path_ms[i]);
         }
         ls_backend_free(be);
     }
@@ -572,6 +646,20 @@ int main(int argc, char **argv) {
                        p->attention, fwd_ms[md][i] - sum);
             }
         }
+    }
+    if (profile && mode_on[0]) {
+        lin_shape sh[N_SHAPES];
+        const int n = model_shapes(&m, sh);
+        printf("\nThe invariant linear's two kernels on each linear shape of the model (B rows, mean "
+               "of 5 calls after one, ms; the same bits either way; ls_cuda_linear takes the few-rows "
+               "kernel up to 8 rows and the tiled one above):\n\n"
+               "| batch | linear | in -> out | tiled (32 x 64 tiles) | few rows (8-row chunks) | "
+               "tiled / few rows |\n| --- | --- | --- | --- | --- | --- |\n");
+        for (int i = 0; i < nb; i++)
+            for (int j = 0; j < n; j++)
+                printf("| %lld | %s | %lld -> %lld | %.4f | %.4f | %.2f |\n", (long long)batches[i],
+                       sh[j].name, (long long)sh[j].L->in, (long long)sh[j].L->out,
+                       path_ms[i][j][0], path_ms[i][j][1], path_ms[i][j][0] / path_ms[i][j][1]);
     }
     ls_model_free(&m);
     return 0;

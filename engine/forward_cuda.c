@@ -233,7 +233,7 @@ static cudaError_t LS_S(cu_lin)(ls_cuda_ctx *x, int fast, const LS_T *in, int64_
         return LS_K(linear_fast)(x->cublas, in, ldx, rows, L->in, (const LS_T *)L->w,
                                  (const LS_T *)L->b, L->out, y, ldy, x->tf32, x->stream);
     return LS_K(linear)(in, ldx, rows, L->in, (const LS_T *)L->w, (const LS_T *)L->b, L->out, y,
-                        ldy, x->stream);
+                        ldy, LS_CUDA_PATH_AUTO, x->stream);
 }
 
 static int LS_S(cu_forward)(ls_cuda_ctx *x, int fast, const ls_model *m, const ls_kv_cache *kv,
@@ -345,7 +345,7 @@ static int LS_S(cu_forward)(ls_cuda_ctx *x, int fast, const ls_model *m, const l
             CK(LS_S(cu_lin)(x, fast, w[XN], H, rows, &L->router, w[RL], En));
             CK(LS_K(moe_route)(w[RL], En, rows, En, k, w[PROBS], idx, w[WTS], S));
             CK(ls_cuda_moe_group(idx, rows * k, En, grp, S));
-            const int path = LS_CUDA_MOE_AUTO;
+            const int path = LS_CUDA_PATH_AUTO;   /* the expert linears' kernel shape */
             CK(LS_K(linear_moe)(w[XN], H, k, rows * k, H, wl, En, grp, I, w[G], I, path, S));
             CK(LS_K(linear_moe)(w[XN], H, k, rows * k, H, wl + En, En, grp, I, w[UP], I, path, S));
             CK(LS_K(silu_mul)(w[G], w[UP], w[ACT], rows * k * I, S));

@@ -50,6 +50,17 @@ int ls_cuda_device_available(void);
 /* A step's batch as the GPU kernels see it: sequence s owns batch rows
  * [row0[s], row0[s] + n[s]) (row0 is the exclusive prefix sum of n, so rows are
  * contiguous and in sequence order), at positions start_pos[s] + i. */
+/* Which kernel shape computes an invariant linear (ls_cuda_linear_*, ls_cuda_linear_moe_*).
+ * Every path gives the same bits; the choice is only speed.
+ *   FEW:   a block streams 32 outputs of the weights for up to 8 rows (linear: 8-row chunks of
+ *          the rows; MoE: a quarter of a 32-pair tile of one expert). For few rows (decode
+ *          at small batch) and for products with few outputs, where the tiled kernel would
+ *          get few blocks, each walking all of K.
+ *   TILED: 32 rows (pairs) x 64 outputs per block, 8 x 8 per thread: arithmetic-bound work.
+ *   AUTO:  linear: FEW up to 8 rows; MoE: FEW at <= LS_CUDA_MOE_FEW_PER_EXPERT pairs per
+ *          expert on average; TILED otherwise. */
+enum { LS_CUDA_PATH_AUTO = 0, LS_CUDA_PATH_FEW = 1, LS_CUDA_PATH_TILED = 2 };
+
 typedef struct ls_cuda_batch {
     int64_t n_seqs;              /* host */
     int64_t rows;                /* host: sum of n */
@@ -75,10 +86,10 @@ typedef struct ls_cuda_batch {
                                     cudaStream_t stream);                                       \
     /* Invariant linear: y[m][o] = dot8(w[o][:], x[m][:]) (+ b[o]), each dot product in       \
      * kernels/matmul.c's order (8 partial sums over k mod 8, fixed tree). b may be NULL.     \
-     * x and y must not overlap. */                                                            \
+     * x and y must not overlap. `path`: LS_CUDA_PATH_* (the same bits on every path). */     \
     cudaError_t ls_cuda_linear_##S(const T *x, int64_t ldx, int64_t rows, int64_t in,          \
                                    const T *w, const T *b, int64_t out, T *y, int64_t ldy,     \
-                                   cudaStream_t stream);                                        \
+                                   int path, cudaStream_t stream);                              \
     /* MoE expert linear over (row, slot) pairs p in [0, pairs): y[p] = dot8(W_e[o], x[p /    \
      * x_div]) with e = expert[p] and W_e = w_list[e] (a device array of device pointers,      \
      * one [out][in] matrix per expert). x_div = k reads each token's row k times (gate/up);  \
@@ -86,8 +97,8 @@ typedef struct ls_cuda_batch {
      * (x, W). An expert index outside [0, n_experts) gives a NaN row. `grp` is what          \
      * ls_cuda_moe_group wrote for these expert indices, with the same pairs and n_experts:    \
      * each block computes (part of) one tile of <= LS_CUDA_MOE_TILE pairs of one expert, so   \
-     * an expert's weights are read once per tile, not once per pair. `path` picks the kernel \
-     * (LS_CUDA_MOE_AUTO, _FEW, _TILED below); every path gives the same bits. */             \
+     * an expert's weights are read once per tile, not once per pair. `path`:                \
+     * LS_CUDA_PATH_* (the same bits on every path). */                                        \
     cudaError_t ls_cuda_linear_moe_##S(const T *x, int64_t ldx, int64_t x_div, int64_t pairs, \
                                        int64_t in, const T *const *w_list, int64_t n_experts,  \
                                        const int32_t *grp, int64_t out, T *y, int64_t ldy,     \
@@ -184,11 +195,8 @@ static inline int64_t ls_cuda_moe_group_len(int64_t pairs, int64_t n_experts) {
 cudaError_t ls_cuda_moe_group(const int64_t *expert, int64_t pairs, int64_t n_experts,
                               int32_t *grp, cudaStream_t stream);
 
-/* ls_cuda_linear_moe_*'s `path`. FEW: each block streams 32 outputs of one expert's weights
- * for up to 8 pairs (a tile's quarter), for decode at small batch, where most experts get
- * a handful of pairs. TILED: 32 pairs x 64 outputs per block, 8 x 8 per thread, for many
- * pairs per expert. AUTO: FEW when pairs <= LS_CUDA_MOE_FEW_PER_EXPERT * n_experts. */
-enum { LS_CUDA_MOE_AUTO = 0, LS_CUDA_MOE_FEW = 1, LS_CUDA_MOE_TILED = 2 };
+/* For ls_cuda_linear_moe_*: AUTO takes the few-rows kernel when
+ * pairs <= LS_CUDA_MOE_FEW_PER_EXPERT * n_experts (LS_CUDA_PATH_* is above). */
 #define LS_CUDA_MOE_FEW_PER_EXPERT 8
 
 /* State copy (fork / snapshot / restore): for each pair i, copies `bytes` bytes from

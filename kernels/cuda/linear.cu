@@ -10,13 +10,14 @@
  * is -0 only when both addends are -0, so acc is never -0.
  *
  * Two shapes of the same computation:
- *   tiled  (> 8 rows): a block of 256 threads computes 32 rows x 64 outputs; thread
+ *   tiled  (by default > 8 rows): a block of 256 threads computes 32 rows x 64 outputs; thread
  *          (g, j) = (tid / 8, tid % 8) holds partial j of 8 rows x 8 outputs in registers,
  *          so each pair of 16-byte shared loads feeds 64 multiply-adds (the old one-row,
  *          four-output thread did 5 shared loads per 4). Operands are staged k-major.
- *   skinny (<= 8 rows, decode at small batch): 32 outputs per block, thread (o, j) holds
- *          partial j of one output for every row, weights streamed through shared memory
- *          in wide coalesced tiles, so the weights are read at bandwidth by many blocks.
+ *   skinny (8-row chunks; by default up to 8 rows, decode at small batch): 32 outputs per
+ *          block, thread (o, j) holds partial j of one output for every row of its chunk,
+ *          weights streamed through shared memory in wide coalesced tiles, so the weights
+ *          are read at bandwidth by many blocks.
  * linear_moe runs either shape over (row, slot) pairs of ONE expert, taken from
  * ls_cuda_moe_group's tile table (kernels/cuda/moe.cu) and gathered through its order
  * (x row = pair / x_div, y row = pair), so an expert's weights are read once per tile, not
@@ -219,13 +220,16 @@ __device__ __forceinline__ void ls_skinny_body(const T *__restrict__ x, XOff x_o
     }
 }
 
+/* grid.x: 32-output tiles, grid.y: 8-row chunks of the rows */
 template <typename T>
 __global__ void __launch_bounds__(256)
-ls_linear_skinny(const T *__restrict__ x, int64_t ldx, int rows, int64_t in,
+ls_linear_skinny(const T *__restrict__ x, int64_t ldx, int64_t rows, int64_t in,
                  const T *__restrict__ w, const T *__restrict__ b, int64_t out,
                  T *__restrict__ y, int64_t ldy) {
-    ls_skinny_body(x, [&](int m) { return m * ldx; }, rows, in, w, b,
-                   (int64_t)blockIdx.x * LS_SK_OUT, out, y, [&](int m) { return m * ldy; });
+    const int64_t m0 = (int64_t)blockIdx.y * LS_SK_ROWS, left = rows - m0;
+    const int n = left < LS_SK_ROWS ? (int)left : LS_SK_ROWS;
+    ls_skinny_body(x, [&](int m) { return (m0 + m) * ldx; }, n, in, w, b,
+                   (int64_t)blockIdx.x * LS_SK_OUT, out, y, [&](int m) { return (m0 + m) * ldy; });
 }
 
 /* ---------------- MoE: either shape over one expert's pairs ---------------- */
@@ -311,27 +315,28 @@ ls_linear_moe_skinny(const T *__restrict__ x, int64_t ldx, int64_t x_div, int64_
 
 template <typename T>
 static cudaError_t ls_linear(const T *x, int64_t ldx, int64_t rows, int64_t in, const T *w,
-                             const T *b, int64_t out, T *y, int64_t ldy, cudaStream_t stream) {
+                             const T *b, int64_t out, T *y, int64_t ldy, int path,
+                             cudaStream_t stream) {
     LS_CUDA_REQUIRE(rows >= 0 && in > 0 && out > 0 && ldx >= in && ldy >= out,
                     "linear: bad sizes rows=%lld in=%lld out=%lld ldx=%lld ldy=%lld",
                     (long long)rows, (long long)in, (long long)out, (long long)ldx,
                     (long long)ldy);
+    LS_CUDA_REQUIRE(path >= LS_CUDA_PATH_AUTO && path <= LS_CUDA_PATH_TILED,
+                    "linear: path %d is not one of LS_CUDA_PATH_AUTO/FEW/TILED", path);
     if (rows == 0) return cudaSuccess;
-    if (rows <= LS_SK_ROWS) {   /* same bits, a kernel shaped for streaming the weights */
-        const int64_t g = ls_cuda_cdiv(out, LS_SK_OUT);
-        LS_CUDA_REQUIRE(g <= LS_CUDA_MAX_GRID_X, "linear: %lld outputs is too large for one launch",
-                        (long long)out);
-        ls_linear_skinny<T><<<(unsigned)g, 256, 0, stream>>>(x, ldx, (int)rows, in, w, b, out, y,
-                                                             ldy);
-        return ls_cuda_launched("linear (few rows)");
-    }
-    const int64_t gx = ls_cuda_cdiv(rows, LS_RB_TM), gy = ls_cuda_cdiv(out, LS_RB_TO);
+    if (path == LS_CUDA_PATH_AUTO) path = rows <= LS_SK_ROWS ? LS_CUDA_PATH_FEW : LS_CUDA_PATH_TILED;
+    const int few = path == LS_CUDA_PATH_FEW;
+    const int64_t gx = few ? ls_cuda_cdiv(out, LS_SK_OUT) : ls_cuda_cdiv(rows, LS_RB_TM);
+    const int64_t gy = few ? ls_cuda_cdiv(rows, LS_SK_ROWS) : ls_cuda_cdiv(out, LS_RB_TO);
     LS_CUDA_REQUIRE(gx <= LS_CUDA_MAX_GRID_X && gy <= LS_CUDA_MAX_GRID_YZ,
                     "linear: %lld rows x %lld outputs is too large for one launch",
                     (long long)rows, (long long)out);
     dim3 grid((unsigned)gx, (unsigned)gy);
-    ls_linear_tiled<T><<<grid, LS_RB_THREADS, 0, stream>>>(x, ldx, rows, in, w, b, out, y, ldy);
-    return ls_cuda_launched("linear");
+    if (few)
+        ls_linear_skinny<T><<<grid, 256, 0, stream>>>(x, ldx, rows, in, w, b, out, y, ldy);
+    else
+        ls_linear_tiled<T><<<grid, LS_RB_THREADS, 0, stream>>>(x, ldx, rows, in, w, b, out, y, ldy);
+    return ls_cuda_launched(few ? "linear (few rows)" : "linear");
 }
 
 template <typename T>
@@ -346,12 +351,13 @@ static cudaError_t ls_linear_moe(const T *x, int64_t ldx, int64_t x_div, int64_t
                     (long long)pairs, (long long)in, (long long)out, (long long)x_div,
                     (long long)n_experts);
     if (pairs == 0) return cudaSuccess;
-    LS_CUDA_REQUIRE(path >= LS_CUDA_MOE_AUTO && path <= LS_CUDA_MOE_TILED,
-                    "linear_moe: path %d is not one of LS_CUDA_MOE_AUTO/FEW/TILED", path);
-    if (path == LS_CUDA_MOE_AUTO)
-        path = pairs <= LS_CUDA_MOE_FEW_PER_EXPERT * n_experts ? LS_CUDA_MOE_FEW : LS_CUDA_MOE_TILED;
+    LS_CUDA_REQUIRE(path >= LS_CUDA_PATH_AUTO && path <= LS_CUDA_PATH_TILED,
+                    "linear_moe: path %d is not one of LS_CUDA_PATH_AUTO/FEW/TILED", path);
+    if (path == LS_CUDA_PATH_AUTO)
+        path = pairs <= LS_CUDA_MOE_FEW_PER_EXPERT * n_experts ? LS_CUDA_PATH_FEW
+                                                               : LS_CUDA_PATH_TILED;
     const int64_t tiles = ls_cuda_moe_max_tiles(pairs, n_experts);
-    const int few = path == LS_CUDA_MOE_FEW;
+    const int few = path == LS_CUDA_PATH_FEW;
     const int64_t gx = few ? 4 * tiles : tiles, gy = ls_cuda_cdiv(out, few ? LS_SK_OUT : LS_RB_TO);
     LS_CUDA_REQUIRE(gx <= LS_CUDA_MAX_GRID_X && gy <= LS_CUDA_MAX_GRID_YZ,
                     "linear_moe: %lld pairs x %lld outputs is too large for one launch",
@@ -369,8 +375,9 @@ static cudaError_t ls_linear_moe(const T *x, int64_t ldx, int64_t x_div, int64_t
 #define LS_INST(T, S)                                                                         \
     extern "C" cudaError_t ls_cuda_linear_##S(const T *x, int64_t ldx, int64_t rows,           \
                                               int64_t in, const T *w, const T *b, int64_t out, \
-                                              T *y, int64_t ldy, cudaStream_t stream) {        \
-        return ls_linear<T>(x, ldx, rows, in, w, b, out, y, ldy, stream);                      \
+                                              T *y, int64_t ldy, int path,                     \
+                                              cudaStream_t stream) {                           \
+        return ls_linear<T>(x, ldx, rows, in, w, b, out, y, ldy, path, stream);                \
     }                                                                                          \
     extern "C" cudaError_t ls_cuda_linear_moe_##S(                                             \
         const T *x, int64_t ldx, int64_t x_div, int64_t pairs, int64_t in,                     \

@@ -600,7 +600,7 @@ static void LS_S(test_linear)(void) {
     for (int pass = 0; pass < 2; pass++) {   /* with and without bias */
         const LS_T *bb = pass == 0 ? db : NULL;
         dpoison(dy, (size_t)(R * ldy) * sizeof(LS_T));
-        RUN(LS_S(ls_cuda_linear)(dxx, ldx, R, in, dw, bb, out, dy, ldy, 0));
+        RUN(LS_S(ls_cuda_linear)(dxx, ldx, R, in, dw, bb, out, dy, ldy, LS_CUDA_PATH_AUTO, 0));
         LS_T *y = LS_S(dgetT)(dy, R * ldy), *got = LS_S(pack)(y, R, out, ldy);
         for (int64_t r = 0; r < R; r++)
             LS_S(ls_linear)(x + r * ldx, 1, in, w, pass == 0 ? b : NULL, out, ref + r * out);
@@ -611,23 +611,24 @@ static void LS_S(test_linear)(void) {
             for (size_t p = 0; p < sizeof picks / sizeof picks[0]; p++) {
                 const int64_t r0 = picks[p][0], nr = picks[p][1];
                 LS_T *dy1 = LS_S(dalloc)(nr * out);
-                RUN(LS_S(ls_cuda_linear)(dxx + r0 * ldx, ldx, nr, in, dw, db, out, dy1, out, 0));
+                RUN(LS_S(ls_cuda_linear)(dxx + r0 * ldx, ldx, nr, in, dw, db, out, dy1, out,
+                                         LS_CUDA_PATH_AUTO, 0));
                 LS_T *y1 = LS_S(dgetT)(dy1, nr * out);
                 LS_S(same_bits)("linear rows alone/sub-batch vs batch of 37", y1, got + r0 * out,
                                 nr * out);
                 free(y1);
             }
             /* run to run */
-            RUN(LS_S(ls_cuda_linear)(dxx, ldx, R, in, dw, bb, out, dy, ldy, 0));
+            RUN(LS_S(ls_cuda_linear)(dxx, ldx, R, in, dw, bb, out, dy, ldy, LS_CUDA_PATH_AUTO, 0));
             LS_T *y2 = LS_S(dgetT)(dy, R * ldy), *g2 = LS_S(pack)(y2, R, out, ldy);
             LS_S(same_bits)("linear run twice", g2, got, R * out);
             free(y2), free(g2);
         }
         free(y), free(got);
     }
-    /* 1..9 rows (up to 8 take the few-rows kernel), then 31..33 and 70 (the 32-row tiles, a
-     * partial last one), K spanning several K tiles of both kernels and not a multiple of 8,
-     * outputs not a multiple of 32 or 64: bitwise the CPU twin */
+    /* 1..9, 31..33 and 70 rows on both kernels (the few-rows one in 8-row chunks, the tiled
+     * one in 32-row tiles, partial last ones), K spanning several K tiles of both and not a
+     * multiple of 8, outputs not a multiple of 32 or 64: bitwise the CPU twin */
     {
         const int64_t K = 613, O = 77, ld = 620, NR = 70;
         const int64_t nrs[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 31, 32, 33, 70};
@@ -635,16 +636,20 @@ static void LS_S(test_linear)(void) {
         LS_T *dx2 = LS_S(dputT)(x2, NR * ld), *dw2 = LS_S(dputT)(w2, O * K);
         LS_T *dy2 = LS_S(dalloc)(NR * O), *ref2 = hmalloc((size_t)(NR * O) * sizeof(LS_T));
         for (int64_t r = 0; r < NR; r++) LS_S(ls_linear)(x2 + r * ld, 1, K, w2, b, O, ref2 + r * O);
-        for (size_t i = 0; i < sizeof nrs / sizeof nrs[0]; i++) {
-            const int64_t nr = nrs[i];
-            dpoison(dy2, (size_t)(NR * O) * sizeof(LS_T));
-            RUN(LS_S(ls_cuda_linear)(dx2, ld, nr, K, dw2, db, O, dy2, O, 0));
-            LS_T *y2 = LS_S(dgetT)(dy2, nr * O);
-            char what[64];
-            snprintf(what, sizeof what, "linear, %lld rows, in 613 (bias)", (long long)nr);
-            LS_S(cmp)(what, y2, ref2, nr * O, 1, 0);
-            free(y2);
-        }
+        for (size_t i = 0; i < sizeof nrs / sizeof nrs[0]; i++)
+            for (int path = LS_CUDA_PATH_FEW; path <= LS_CUDA_PATH_TILED; path++) {
+                const int64_t nr = nrs[i];
+                dpoison(dy2, (size_t)(NR * O) * sizeof(LS_T));
+                RUN(LS_S(ls_cuda_linear)(dx2, ld, nr, K, dw2, db, O, dy2, O, path, 0));
+                LS_T *y2 = LS_S(dgetT)(dy2, nr * O);
+                char what[80];
+                snprintf(what, sizeof what, "linear %s, %lld rows, in 613 (bias)",
+                         path == LS_CUDA_PATH_FEW ? "few-rows" : "tiled", (long long)nr);
+                LS_S(cmp)(what, y2, ref2, nr * O, 1, 0);
+                free(y2);
+            }
+        CHECK(LS_S(ls_cuda_linear)(dx2, ld, 1, K, dw2, db, O, dy2, O, 3, 0) ==
+              cudaErrorInvalidValue);
         free(x2), free(w2), free(ref2);
     }
 
@@ -668,9 +673,10 @@ static void LS_S(test_linear)(void) {
         LS_T *bx = LS_S(dalloc)(M * K), *bw = LS_S(dalloc)(O * K), *by = LS_S(dalloc)(M * O);
         RUN(LS_S(ls_cuda_fill)(bx, M * K, (LS_T)0.5, 0));
         RUN(LS_S(ls_cuda_fill)(bw, O * K, (LS_T)0.25, 0));
-        RUN(LS_S(ls_cuda_linear)(bx, K, M, K, bw, NULL, O, by, O, 0));
+        RUN(LS_S(ls_cuda_linear)(bx, K, M, K, bw, NULL, O, by, O, LS_CUDA_PATH_AUTO, 0));
         const double t0 = seconds();
-        for (int it = 0; it < 5; it++) CU(LS_S(ls_cuda_linear)(bx, K, M, K, bw, NULL, O, by, O, 0));
+        for (int it = 0; it < 5; it++)
+            CU(LS_S(ls_cuda_linear)(bx, K, M, K, bw, NULL, O, by, O, LS_CUDA_PATH_AUTO, 0));
         CU(cudaDeviceSynchronize());
         const double dt = (seconds() - t0) / 5;
         cublasHandle_t hb;
@@ -718,7 +724,7 @@ static void LS_S(moe_case)(const char *name, int64_t E, int64_t P, int64_t x_div
            LS_IS64 ? "f64" : "f32", g[0], hg[0]);
     LS_T *dy = LS_S(dalloc)(P * ldy);
     RUN(LS_S(ls_cuda_linear_moe)(dx, ldx, x_div, P, in, dlist, E, dgrp, out, dy, ldy,
-                                 LS_CUDA_MOE_AUTO, 0));
+                                 LS_CUDA_PATH_AUTO, 0));
     LS_T *y = LS_S(dgetT)(dy, P * ldy), *got = LS_S(pack)(y, P, out, ldy);
     LS_T *ref = hmalloc((size_t)(P * out > 0 ? P * out : 1) * sizeof(LS_T));
     for (int64_t p = 0; p < P; p++) {
@@ -730,7 +736,7 @@ static void LS_S(moe_case)(const char *name, int64_t E, int64_t P, int64_t x_div
     }
     LS_S(cmp)(name, got, ref, P * out, 1, 0);
     /* each kernel on its own (the automatic choice took one of them), regrouped: the same bits */
-    for (int path = LS_CUDA_MOE_FEW; path <= LS_CUDA_MOE_TILED; path++) {
+    for (int path = LS_CUDA_PATH_FEW; path <= LS_CUDA_PATH_TILED; path++) {
         dpoison(dgrp, (size_t)glen * 4);
         dpoison(dy, (size_t)(P * ldy) * sizeof(LS_T));
         RUN(ls_cuda_moe_group(dex, P, E, dgrp, 0));
@@ -739,7 +745,7 @@ static void LS_S(moe_case)(const char *name, int64_t E, int64_t P, int64_t x_div
         LS_T *y2 = LS_S(dgetT)(dy, P * ldy), *got2 = LS_S(pack)(y2, P, out, ldy);
         dget(g, dgrp, (size_t)glen * 4);
         CHECKF(memcmp(g, hg, (size_t)used * 4) == 0, "moe_group (%s): run twice differs", name);
-        LS_S(same_bits)(path == LS_CUDA_MOE_FEW ? "linear_moe few-pairs kernel vs automatic"
+        LS_S(same_bits)(path == LS_CUDA_PATH_FEW ? "linear_moe few-pairs kernel vs automatic"
                                                 : "linear_moe tiled kernel vs automatic",
                         got2, got, P * out);
         free(y2), free(got2);
@@ -790,11 +796,11 @@ static void LS_S(test_linear_moe)(void) {
     dget(&n_tiles, dgrp, 4);
     CHECKF(n_tiles == 0, "moe_group: %d tiles for no pairs", n_tiles);
     LS_T *dy = LS_S(dalloc)(1);
-    RUN(LS_S(ls_cuda_linear_moe)(dy, 1, 1, 0, 1, NULL, 4, dgrp, 1, dy, 1, LS_CUDA_MOE_AUTO, 0));
+    RUN(LS_S(ls_cuda_linear_moe)(dy, 1, 1, 0, 1, NULL, 4, dgrp, 1, dy, 1, LS_CUDA_PATH_AUTO, 0));
     CHECK(ls_cuda_moe_group(dex, 1, LS_CUDA_MOE_MAX_EXPERTS + 1, dgrp, 0) ==
           cudaErrorInvalidValue);
     CHECK(ls_cuda_moe_group(dex, 1, 0, dgrp, 0) == cudaErrorInvalidValue);
-    CHECK(LS_S(ls_cuda_linear_moe)(dy, 1, 1, 1, 1, NULL, 0, dgrp, 1, dy, 1, LS_CUDA_MOE_AUTO, 0) ==
+    CHECK(LS_S(ls_cuda_linear_moe)(dy, 1, 1, 1, 1, NULL, 0, dgrp, 1, dy, 1, LS_CUDA_PATH_AUTO, 0) ==
           cudaErrorInvalidValue);
     CHECK(LS_S(ls_cuda_linear_moe)(dy, 1, 1, 1, 1, NULL, 4, dgrp, 1, dy, 1, 3, 0) ==
           cudaErrorInvalidValue);
