@@ -356,6 +356,84 @@ static void profile_paths(ls_cuda_ctx *x, int64_t B, double (*ms)[2]) {
     cudaFree(out);
 }
 
+/* The MoE expert linears of one layer (gate, up, down over B * k pairs, grouping included)
+ * on each path: [0] the invariant kernels (AUTO), then cuBLAS over tiles of MOE_TILES[j]
+ * pairs, fp32 [1 + j] and TF32 [1 + NT + j]. ms per layer, mean of 5 after one. */
+static const int64_t MOE_TILES[] = {32, 64, 128, 256};
+#define N_MOE_TILES 4
+#define N_MOE_COLS (1 + 2 * N_MOE_TILES)
+static void profile_moe(ls_cuda_ctx *x, int64_t B, double *ms) {
+    const ls_model *dm = &x->dm;
+    const ls_model_config *c = &dm->cfg;
+    int64_t l = 0;
+    while (l < c->num_layers && dm->layers[l].n_experts <= 1) l++;
+    for (int j = 0; j < N_MOE_COLS; j++) ms[j] = NAN;
+    if (l == c->num_layers) return;
+    const ls_layer_w *L = &dm->layers[l];
+    const ls_mlp_w *e = &L->experts[0];
+    const int64_t E = L->n_experts, k = c->num_experts_per_tok, P = B * k;
+    const int64_t H = c->hidden_size, I = c->intermediate_size, W = H > I ? H : I;
+    const float *const *wl = (const float *const *)x->moe_w[l];
+    float *in, *out;
+    int64_t *idx;
+    int32_t *grp;
+    void *ws;
+    int64_t ws_bytes = 0;   /* the largest of the tiles' needs */
+    for (int j = 0; j < N_MOE_TILES; j++) {
+        const int64_t b = ls_cuda_linear_moe_fast_ws(P, E, MOE_TILES[j], H, I, 4);
+        if (b > ws_bytes) ws_bytes = b;
+    }
+    CU(cudaMalloc((void **)&in, (size_t)(P * W) * 4));
+    CU(cudaMalloc((void **)&out, (size_t)(P * W) * 4));
+    CU(cudaMemset(in, 0, (size_t)(P * W) * 4));
+    CU(cudaMalloc((void **)&idx, (size_t)P * 8));
+    CU(cudaMalloc((void **)&grp, (size_t)ls_cuda_moe_group_len_of(P, E, MOE_TILES[0]) * 4));
+    CU(cudaMalloc(&ws, (size_t)ws_bytes));
+    int64_t *hidx = malloc((size_t)P * 8);
+    uint64_t s = 12345;
+    for (int64_t i = 0; i < P; i++) {   /* k distinct experts per row, as profile_step */
+        int64_t base = (int64_t)((s = s * 6364136223846793005ULL + 1442695040888963407ULL) >> 33) % E;
+        hidx[i] = (base + i % k) % E;
+    }
+    CU(cudaMemcpy(idx, hidx, (size_t)P * 8, cudaMemcpyHostToDevice));
+    free(hidx);
+    cublasHandle_t hb;   /* the invariant backend has no cuBLAS handle of its own */
+    if (cublasCreate(&hb) != CUBLAS_STATUS_SUCCESS) {
+        fprintf(stderr, "profile_moe: cublasCreate failed\n");
+        exit(2);
+    }
+    CU(cublasSetStream(hb, x->stream) == CUBLAS_STATUS_SUCCESS ? cudaSuccess : cudaErrorUnknown);
+    cudaEvent_t e0, e1;
+    CU(cudaEventCreate(&e0));
+    CU(cudaEventCreate(&e1));
+    const ls_linear *lin[3] = {&e->gate, &e->up, &e->down};
+    const int64_t xdiv[3] = {k, k, 1};
+    for (int col = 0; col < N_MOE_COLS; col++) {
+        const int fast = col > 0, tf32 = col > N_MOE_TILES;
+        const int64_t tile = fast ? MOE_TILES[(col - 1) % N_MOE_TILES] : LS_CUDA_MOE_TILE;
+        for (int it = 0; it < 6; it++) {
+            if (it == 1) CU(cudaEventRecord(e0, x->stream));
+            CU(ls_cuda_moe_group_tiles(idx, P, E, tile, grp, x->stream));
+            for (int q = 0; q < 3; q++) {
+                const ls_linear *Lq = lin[q];
+                const float *const *wq = wl + q * E;
+                if (fast)
+                    CU(ls_cuda_linear_moe_fast_f32(hb, in, Lq->in, xdiv[q], P, Lq->in, wq, E,
+                                                   grp, tile, Lq->out, out, Lq->out, ws, ws_bytes,
+                                                   tf32, x->stream));
+                else
+                    CU(ls_cuda_linear_moe_f32(in, Lq->in, xdiv[q], P, Lq->in, wq, E, grp, Lq->out,
+                                              out, Lq->out, LS_CUDA_PATH_AUTO, x->stream));
+            }
+        }
+        ms[col] = ms_since(e0, e1, x->stream) / 5.0;
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cublasDestroy(hb);
+    cudaFree(in), cudaFree(out), cudaFree(idx), cudaFree(grp), cudaFree(ws);
+}
+
 static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
     ls_cuda_ctx *x = (ls_cuda_ctx *)be->impl;
     const ls_model *dm = &x->dm;
@@ -407,6 +485,21 @@ static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
             : ls_cuda_linear_f32(in, (L)->in, B, (L)->in, (const float *)(L)->w,               \
                                  (const float *)(L)->b, (L)->out, out, (L)->out,               \
                                  LS_CUDA_PATH_AUTO, S))
+    /* the MoE expert linears as the forward runs them: cuBLAS over the grouped tiles in fast
+     * mode above LS_CUDA_MOE_FEW_PER_EXPERT pairs per expert, the invariant kernels otherwise */
+    const int64_t ftile = fast ? ls_cuda_moe_fast_tile((int64_t)rows, n_exp, x->tf32) : 0;
+    const int64_t mws = ftile ? ls_cuda_linear_moe_fast_ws((int64_t)rows, n_exp, ftile,
+                                                           c->hidden_size, c->intermediate_size, 4)
+                              : 256;
+    void *mw;
+    CU(cudaMalloc(&mw, (size_t)mws));
+#define MOE_FAST(E) (ftile > 0 && (E) == n_exp)
+#define MOE(L, x_div, wl)                                                                      \
+    (MOE_FAST(E) ? ls_cuda_linear_moe_fast_f32(x->cublas, in, (L)->in, x_div, B * k, (L)->in,  \
+                                               wl, E, grp, ftile, (L)->out, out, (L)->out, mw, \
+                                               mws, x->tf32, S)                                \
+                 : ls_cuda_linear_moe_f32(in, (L)->in, x_div, B * k, (L)->in, wl, E, grp,      \
+                                          (L)->out, out, (L)->out, LS_CUDA_PATH_AUTO, S))
     memset(p, 0, sizeof *p);
     for (int rep = 0; rep < 2; rep++) {   /* rep 0 warms up */
         prof q = {0};
@@ -436,13 +529,11 @@ static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
                 const float *const *wl = (const float *const *)x->moe_w[l];
                 int64_t E = L->n_experts;
                 CU(LIN(&L->router));
-                CU(ls_cuda_moe_group(idx, B * k, E, grp, S));
-                CU(ls_cuda_linear_moe_f32(in, e->gate.in, k, B * k, e->gate.in, wl, E, grp,
-                                          e->gate.out, out, e->gate.out, LS_CUDA_PATH_AUTO, S));
-                CU(ls_cuda_linear_moe_f32(in, e->up.in, k, B * k, e->up.in, wl + E, E, grp,
-                                          e->up.out, out, e->up.out, LS_CUDA_PATH_AUTO, S));
-                CU(ls_cuda_linear_moe_f32(in, e->down.in, 1, B * k, e->down.in, wl + 2 * E, E,
-                                          grp, e->down.out, out, e->down.out, LS_CUDA_PATH_AUTO, S));
+                CU(ls_cuda_moe_group_tiles(idx, B * k, E, MOE_FAST(E) ? ftile : LS_CUDA_MOE_TILE,
+                                           grp, S));
+                CU(MOE(&e->gate, k, wl));
+                CU(MOE(&e->up, k, wl + E));
+                CU(MOE(&e->down, 1, wl + 2 * E));
             }
             const double t_ff = ms_since(e0, e1, S);
             if (L->n_experts == 1) q.dense_mlp += t_ff; else q.moe += t_ff;
@@ -459,6 +550,9 @@ static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
         *p = q;
     }
 #undef LIN
+#undef MOE
+#undef MOE_FAST
+    cudaFree(mw);
     prof warm = {0};
     profile_mixers(x, B, &warm);   /* a warm-up, then the measured pass */
     profile_mixers(x, B, p);
@@ -561,7 +655,7 @@ int main(int argc, char **argv) {
     /* results */
     double tps[3][16], roof32[16], roof16[16], fwd_ms[3][16], copy_ms[3][16];
     prof pr[3][16];
-    double path_ms[16][N_SHAPES][2];
+    double path_ms[16][N_SHAPES][2], moe_ms[16][N_MOE_COLS];
     const char *mode_names[3] = {"invariant", "fast", "tf32"};
     int mode_on[3] = {strstr(modes, "invariant") != NULL, strstr(modes, "fast") != NULL,
                       strstr(modes, "tf32") != NULL};
@@ -599,6 +693,7 @@ int main(int argc, char **argv) {
                     1e3 * (tb - ta) / (double)nnew, tps[md][i]);
             if (profile) profile_step(be, md > 0, B, &pr[md][i]);
             if (profile && md == 0) profile_paths((ls_cuda_ctx *)be->impl, B, path_ms[i]);
+            if (profile && md == 0) profile_moe((ls_cuda_ctx *)be->impl, B, moe_ms[i]);
         }
         ls_backend_free(be);
     }
@@ -651,15 +746,45 @@ int main(int argc, char **argv) {
         lin_shape sh[N_SHAPES];
         const int n = model_shapes(&m, sh);
         printf("\nThe invariant linear's two kernels on each linear shape of the model (B rows, mean "
-               "of 5 calls after one, ms; the same bits either way; ls_cuda_linear takes the few-rows "
-               "kernel up to 8 rows and the tiled one above):\n\n"
+               "of 5 calls after one, ms; the same bits either way; AUTO = what ls_cuda_linear "
+               "runs: few rows up to 8 rows, above that tiled once its grid has >= %d blocks):\n\n"
                "| batch | linear | in -> out | tiled (32 x 64 tiles) | few rows (8-row chunks) | "
-               "tiled / few rows |\n| --- | --- | --- | --- | --- | --- |\n");
+               "tiled / few rows | AUTO |\n| --- | --- | --- | --- | --- | --- | --- |\n",
+               LS_CUDA_LINEAR_TILED_MIN_BLOCKS);
         for (int i = 0; i < nb; i++)
             for (int j = 0; j < n; j++)
-                printf("| %lld | %s | %lld -> %lld | %.4f | %.4f | %.2f |\n", (long long)batches[i],
-                       sh[j].name, (long long)sh[j].L->in, (long long)sh[j].L->out,
-                       path_ms[i][j][0], path_ms[i][j][1], path_ms[i][j][0] / path_ms[i][j][1]);
+                printf("| %lld | %s | %lld -> %lld | %.4f | %.4f | %.2f | %s |\n",
+                       (long long)batches[i], sh[j].name, (long long)sh[j].L->in,
+                       (long long)sh[j].L->out, path_ms[i][j][0], path_ms[i][j][1],
+                       path_ms[i][j][0] / path_ms[i][j][1],
+                       ls_cuda_linear_auto_path(batches[i], sh[j].L->out) == LS_CUDA_PATH_TILED
+                           ? "tiled"
+                           : "few rows");
+        printf("\nOne MoE layer's expert linears (gate, up, down over B x top-k pairs, the grouping "
+               "included; ms, mean of 5 after one) on each path: the invariant kernels, and cuBLAS "
+               "batched over tiles of t pairs (fp32 pedantic, TF32). The forward's fast modes take "
+               "cuBLAS above a mean of %d (TF32) / %d (fp32) pairs per expert, with the tiles of "
+               "ls_cuda_moe_fast_tile:\n\n"
+               "| batch | pairs | invariant |", LS_CUDA_MOE_FAST_MIN_PER_EXPERT_TF32,
+               LS_CUDA_MOE_FAST_MIN_PER_EXPERT);
+        for (int t = 0; t < 2 * N_MOE_TILES; t++)
+            printf(" %s t=%lld |", t < N_MOE_TILES ? "fp32" : "tf32",
+                   (long long)MOE_TILES[t % N_MOE_TILES]);
+        printf(" forward: fp32 | forward: TF32 |\n| --- | --- | --- |");
+        for (int t = 0; t < 2 * N_MOE_TILES + 2; t++) printf(" --- |");
+        printf("\n");
+        const int64_t E = m.cfg.num_experts, kk = m.cfg.num_experts_per_tok;
+        for (int i = 0; i < nb; i++) {
+            const int64_t P = batches[i] * kk;
+            printf("| %lld | %lld |", (long long)batches[i], (long long)P);
+            for (int t = 0; t < N_MOE_COLS; t++) printf(" %.3f |", moe_ms[i][t]);
+            for (int tf = 0; tf < 2; tf++) {
+                const int64_t ft = ls_cuda_moe_fast_tile(P, E, tf);
+                if (ft) printf(" cuBLAS t=%lld |", (long long)ft);
+                else printf(" invariant |");
+            }
+            printf("\n");
+        }
     }
     ls_model_free(&m);
     return 0;

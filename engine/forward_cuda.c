@@ -12,8 +12,9 @@
  * Invariant mode uses only the fixed-order kernels: every row's numbers are the same
  * sequence of operations whatever the batch, so the engine equals the GPU reference bit for
  * bit. Fast mode sends the dense linears through cuBLAS (ls_cuda_linear_fast; TF32 tensor
- * cores when the backend allows it): not batch invariant, compared with tolerances. MoE
- * expert products stay on the fixed-order kernel in both modes (no grouped GEMM here).
+ * cores when the backend allows it) and, above a few pairs per expert, the MoE expert
+ * products through one batched cuBLAS GEMM over the grouped 32-pair tiles
+ * (ls_cuda_linear_moe_fast): not batch invariant, compared with tolerances.
  *
  * Index arithmetic is int64_t throughout; device offsets are base + 64-bit element counts. */
 #ifndef LS_T
@@ -36,6 +37,13 @@
 
 static int64_t al8(int64_t bytes) { return (bytes + 7) / 8 * 8; }
 static int64_t al256(int64_t bytes) { return (bytes + 255) / 256 * 256; }
+
+/* The fast MoE's tile (0: the invariant kernels): in fast mode, the cuBLAS batched GEMM over
+ * grouped tiles where ls_cuda_moe_fast_tile measured it faster (enough pairs per expert);
+ * the invariant kernels otherwise (few pairs: the weights are read at bandwidth either way). */
+static int64_t cu_moe_fast_tile(const ls_cuda_ctx *x, int fast, int64_t pairs, int64_t n_experts) {
+    return fast ? ls_cuda_moe_fast_tile(pairs, n_experts, x->tf32) : 0;
+}
 
 /* The step as the kernels see it: device arrays inside the uploaded pack. */
 typedef struct cu_step {
@@ -236,6 +244,19 @@ static cudaError_t LS_S(cu_lin)(ls_cuda_ctx *x, int fast, const LS_T *in, int64_
                         ldy, LS_CUDA_PATH_AUTO, x->stream);
 }
 
+/* One MoE expert linear over the grouped pairs, on the path cu_moe_fast_tile chose. */
+static cudaError_t LS_S(cu_lin_moe)(ls_cuda_ctx *x, int64_t ftile, const LS_T *in, int64_t ldx,
+                                    int64_t x_div, int64_t pairs, int64_t n_in,
+                                    const LS_T *const *wl, int64_t En, const int32_t *grp,
+                                    int64_t out, LS_T *y, int64_t ldy, void *ws,
+                                    int64_t ws_bytes) {
+    if (ftile)
+        return LS_K(linear_moe_fast)(x->cublas, in, ldx, x_div, pairs, n_in, wl, En, grp, ftile,
+                                     out, y, ldy, ws, ws_bytes, x->tf32, x->stream);
+    return LS_K(linear_moe)(in, ldx, x_div, pairs, n_in, wl, En, grp, out, y, ldy,
+                            LS_CUDA_PATH_AUTO, x->stream);
+}
+
 static int LS_S(cu_forward)(ls_cuda_ctx *x, int fast, const ls_model *m, const ls_kv_cache *kv,
                             const ls_seq_step *seqs, int64_t n_seqs, const ls_forward_opts *o,
                             ls_err *err) {
@@ -280,12 +301,18 @@ static int LS_S(cu_forward)(ls_cuda_ctx *x, int fast, const ls_model *m, const l
     total += al256(rows * kx * 8);
     const int64_t grp_off = total;                      /* expert grouping: int32 */
     total += al256((E > 1 ? ls_cuda_moe_group_len(rows * kx, E) : 1) * 4);
+    const int64_t mws_off = total;                      /* fast MoE workspace (gate and down
+                                                         * need the same: in + out = H + I) */
+    const int64_t ft_max = cu_moe_fast_tile(x, fast, rows * kx, E);
+    const int64_t mws = ft_max ? ls_cuda_linear_moe_fast_ws(rows * kx, E, ft_max, H, I, esz) : 0;
+    total += al256(mws);
     if (ls_cuda_grow(&x->scratch, &x->scratch_bytes, total, 0, err)) return -1;
     char *base = x->scratch;
     LS_T *w[NBUF];
     for (int i = 0; i < NBUF; i++) w[i] = (LS_T *)(base + off[i]);
     int64_t *idx = (int64_t *)(base + off[NBUF]);
     int32_t *grp = (int32_t *)(base + grp_off);
+    void *mw = mws ? base + mws_off : NULL;
 
     if (cu_prepare(x, m, kv, seqs, n_seqs, (char *)w[SCONV], (char *)w[SSSM], &st, err)) return -1;
     const ls_cuda_batch *B = &st.b;
@@ -344,13 +371,13 @@ static int LS_S(cu_forward)(ls_cuda_ctx *x, int fast, const ls_model *m, const l
             const LS_T *const *wl = (const LS_T *const *)x->moe_w[l];
             CK(LS_S(cu_lin)(x, fast, w[XN], H, rows, &L->router, w[RL], En));
             CK(LS_K(moe_route)(w[RL], En, rows, En, k, w[PROBS], idx, w[WTS], S));
-            CK(ls_cuda_moe_group(idx, rows * k, En, grp, S));
-            const int path = LS_CUDA_PATH_AUTO;   /* the expert linears' kernel shape */
-            CK(LS_K(linear_moe)(w[XN], H, k, rows * k, H, wl, En, grp, I, w[G], I, path, S));
-            CK(LS_K(linear_moe)(w[XN], H, k, rows * k, H, wl + En, En, grp, I, w[UP], I, path, S));
-            CK(LS_K(silu_mul)(w[G], w[UP], w[ACT], rows * k * I, S));
-            CK(LS_K(linear_moe)(w[ACT], I, 1, rows * k, I, wl + 2 * En, En, grp, H, w[EY], H, path,
-                                S));
+            const int64_t np = rows * k, ft = cu_moe_fast_tile(x, fast, np, En);
+            CK(ls_cuda_moe_group_tiles(idx, np, En, ft ? ft : LS_CUDA_MOE_TILE, grp, S));
+            CK(LS_S(cu_lin_moe)(x, ft, w[XN], H, k, np, H, wl, En, grp, I, w[G], I, mw, mws));
+            CK(LS_S(cu_lin_moe)(x, ft, w[XN], H, k, np, H, wl + En, En, grp, I, w[UP], I, mw, mws));
+            CK(LS_K(silu_mul)(w[G], w[UP], w[ACT], np * I, S));
+            CK(LS_S(cu_lin_moe)(x, ft, w[ACT], I, 1, np, I, wl + 2 * En, En, grp, H, w[EY], H, mw,
+                                mws));
             CK(LS_K(moe_combine)(w[EY], w[WTS], rows, k, H, w[FFO], S));
         }
         if (cu_probe_rows(x, o, seqs, n_seqs, rows, l, L->n_experts > 1 ? "moe" : "mlp", w[FFO], H,

@@ -57,8 +57,9 @@ int ls_cuda_device_available(void);
  *          at small batch) and for products with few outputs, where the tiled kernel would
  *          get few blocks, each walking all of K.
  *   TILED: 32 rows (pairs) x 64 outputs per block, 8 x 8 per thread: arithmetic-bound work.
- *   AUTO:  linear: FEW up to 8 rows; MoE: FEW at <= LS_CUDA_MOE_FEW_PER_EXPERT pairs per
- *          expert on average; TILED otherwise. */
+ *   AUTO:  linear: FEW up to 8 rows; above, TILED once its grid has >= 96 blocks of 32 rows x
+ *          64 outputs (enough to spread over the SMs), FEW below (ls_cuda_linear_auto_path). MoE: FEW at
+ *          <= LS_CUDA_MOE_FEW_PER_EXPERT pairs per expert on average, TILED otherwise. */
 enum { LS_CUDA_PATH_AUTO = 0, LS_CUDA_PATH_FEW = 1, LS_CUDA_PATH_TILED = 2 };
 
 typedef struct ls_cuda_batch {
@@ -109,6 +110,18 @@ typedef struct ls_cuda_batch {
                                         int64_t rows, int64_t in, const T *w, const T *b,       \
                                         int64_t out, T *y, int64_t ldy, int allow_tf32,         \
                                         cudaStream_t stream);                                   \
+    /* Fast mode's MoE expert linear: ls_cuda_linear_moe's product (same arguments and        \
+     * layout, NaN rows for invalid experts) through one cuBLAS batched GEMM over the tiles of \
+     * `grp`, which ls_cuda_moe_group_tiles made with this `tile`; tolerance-compared, not     \
+     * bitwise (TF32 when allow_tf32 and T is float). ws: device workspace of                 \
+     * ls_cuda_linear_moe_fast_ws(pairs, n_experts, tile, in, out, sizeof(T)) bytes, 256-byte \
+     * aligned, not used by anything else until the stream gets past this call. */            \
+    cudaError_t ls_cuda_linear_moe_fast_##S(cublasHandle_t handle, const T *x, int64_t ldx,    \
+                                            int64_t x_div, int64_t pairs, int64_t in,          \
+                                            const T *const *w_list, int64_t n_experts,         \
+                                            const int32_t *grp, int64_t tile, int64_t out, T *y, \
+                                            int64_t ldy, void *ws, int64_t ws_bytes,           \
+                                            int allow_tf32, cudaStream_t stream);               \
     /* Causal depthwise conv over the whole step, one thread per (sequence, channel), its     \
      * tokens in order: u row r at u + r*ldu (channels wide), output at out + r*ldo.           \
      * states[s] = sequence s's conv state [channels][K-1] (oldest first), carried across     \
@@ -185,19 +198,74 @@ LS_CUDA_DECLS(double, f64)
 #define LS_CUDA_MOE_TILE 32   /* the row tile of the tiled linear kernel */
 #define LS_CUDA_MOE_MAX_EXPERTS 256
 #define LS_CUDA_MOE_MAX_PAIRS (INT64_C(1) << 30)
+#define LS_CUDA_MOE_MAX_TILE 1024
+static inline int64_t ls_cuda_moe_max_tiles_of(int64_t pairs, int64_t n_experts, int64_t tile) {
+    /* sum over the n_experts + 1 groups of ceil(count / tile) <= ceil(pairs / tile) + groups */
+    return (pairs + tile - 1) / tile + n_experts + 1;
+}
 static inline int64_t ls_cuda_moe_max_tiles(int64_t pairs, int64_t n_experts) {
-    /* sum over the n_experts + 1 groups of ceil(count / 32) <= ceil(pairs / 32) + groups */
-    return (pairs + LS_CUDA_MOE_TILE - 1) / LS_CUDA_MOE_TILE + n_experts + 1;
+    return ls_cuda_moe_max_tiles_of(pairs, n_experts, LS_CUDA_MOE_TILE);
+}
+static inline int64_t ls_cuda_moe_group_len_of(int64_t pairs, int64_t n_experts, int64_t tile) {
+    return 1 + pairs + 3 * ls_cuda_moe_max_tiles_of(pairs, n_experts, tile);
 }
 static inline int64_t ls_cuda_moe_group_len(int64_t pairs, int64_t n_experts) {
-    return 1 + pairs + 3 * ls_cuda_moe_max_tiles(pairs, n_experts);
+    return ls_cuda_moe_group_len_of(pairs, n_experts, LS_CUDA_MOE_TILE);
 }
 cudaError_t ls_cuda_moe_group(const int64_t *expert, int64_t pairs, int64_t n_experts,
                               int32_t *grp, cudaStream_t stream);
+/* The same grouping with tiles of up to `tile` pairs (1 .. LS_CUDA_MOE_MAX_TILE), for
+ * ls_cuda_linear_moe_fast_* (the invariant ls_cuda_linear_moe_* needs LS_CUDA_MOE_TILE);
+ * grp holds ls_cuda_moe_group_len_of(pairs, n_experts, tile) int32. */
+cudaError_t ls_cuda_moe_group_tiles(const int64_t *expert, int64_t pairs, int64_t n_experts,
+                                    int64_t tile, int32_t *grp, cudaStream_t stream);
+
+/* Where the forward's fast modes send the MoE expert linears through cuBLAS
+ * (ls_cuda_moe_fast_tile returns 0 below): above a mean of 8 pairs per expert with TF32, 32
+ * without (pedantic fp32 / fp64 on CUDA cores beat the invariant kernels only there). Then
+ * tiles of the smallest of 32, 64, 128, 256 pairs that holds twice the mean (most experts
+ * fit one tile and their weights are read once; the padding stays under half). From
+ * bench_gpu's MoE table on the H100 (docs/gpu.md), ms per MoE layer of the bench model:
+ * 128 pairs: invariant 0.250, fp32 t=32 0.325, TF32 t=32 0.165; 512 pairs: invariant
+ * 0.668, fp32 t=128 0.605, TF32 t=128 0.200; 32 pairs: invariant 0.153, TF32 t=32 0.164. */
+#define LS_CUDA_MOE_FAST_MIN_PER_EXPERT_TF32 8
+#define LS_CUDA_MOE_FAST_MIN_PER_EXPERT 32
+static inline int64_t ls_cuda_moe_fast_tile(int64_t pairs, int64_t n_experts, int tf32) {
+    const int64_t min = tf32 ? LS_CUDA_MOE_FAST_MIN_PER_EXPERT_TF32 : LS_CUDA_MOE_FAST_MIN_PER_EXPERT;
+    if (n_experts < 2 || pairs <= min * n_experts) return 0;
+    int64_t t = 32;
+    while (t < 256 && t * n_experts < 2 * pairs) t *= 2;
+    return t;
+}
+
+/* The workspace bytes ls_cuda_linear_moe_fast_* needs. */
+int64_t ls_cuda_linear_moe_fast_ws(int64_t pairs, int64_t n_experts, int64_t tile, int64_t in,
+                                   int64_t out, int64_t elem_size);
 
 /* For ls_cuda_linear_moe_*: AUTO takes the few-rows kernel when
  * pairs <= LS_CUDA_MOE_FEW_PER_EXPERT * n_experts (LS_CUDA_PATH_* is above). */
 #define LS_CUDA_MOE_FEW_PER_EXPERT 8
+
+/* For ls_cuda_linear_*: what AUTO runs. Up to 8 rows (one chunk) the few-rows kernel: it
+ * reads the weights once, as the tiled one does, without computing 24+ rows of padding
+ * (1 row: 1.7x faster even on in_proj's and lm_head's 128 and 500 tiled blocks). Above, the
+ * tiled kernel once its grid of 32-row x 64-output blocks has LS_CUDA_LINEAR_TILED_MIN_BLOCKS
+ * blocks, the few-rows kernel below that. Each tiled block walks all of K for its tile, so
+ * with few blocks most SMs idle; the few-rows kernel re-reads the weights once per 8 rows
+ * but spreads 32-output blocks. Measured on the H100 (bench_gpu's per-shape table,
+ * docs/gpu.md): at 64 tiled blocks the few-rows kernel is as fast or faster (out_proj at 64
+ * rows 1.01x, mlp down 1.16x; x_proj at 256 rows, 24 blocks, 2.4x), at 128 the tiled one
+ * wins (in_proj at 16 rows 0.88x, dt_proj at 64 rows 0.38x, mlp gate at 256 rows 0.62x);
+ * the cut sits between. Speed only: the same bits either way. */
+#define LS_CUDA_LINEAR_TILED_MIN_BLOCKS 96
+#define LS_CUDA_LINEAR_TILE_ROWS 32
+#define LS_CUDA_LINEAR_TILE_OUT 64
+static inline int ls_cuda_linear_auto_path(int64_t rows, int64_t out) {
+    if (rows <= 8) return LS_CUDA_PATH_FEW;
+    const int64_t blocks = ((rows + LS_CUDA_LINEAR_TILE_ROWS - 1) / LS_CUDA_LINEAR_TILE_ROWS) *
+                           ((out + LS_CUDA_LINEAR_TILE_OUT - 1) / LS_CUDA_LINEAR_TILE_OUT);
+    return blocks >= LS_CUDA_LINEAR_TILED_MIN_BLOCKS ? LS_CUDA_PATH_TILED : LS_CUDA_PATH_FEW;
+}
 
 /* State copy (fork / snapshot / restore): for each pair i, copies `bytes` bytes from
  * src_base + src_slots[i] * stride_bytes to dst_base + dst_slots[i] * stride_bytes,

@@ -10,11 +10,12 @@
  * is -0 only when both addends are -0, so acc is never -0.
  *
  * Two shapes of the same computation:
- *   tiled  (by default > 8 rows): a block of 256 threads computes 32 rows x 64 outputs; thread
+ *   tiled  (by default above 8 rows once its grid has >= 96 blocks): 256 threads compute
+ *          32 rows x 64 outputs; thread
  *          (g, j) = (tid / 8, tid % 8) holds partial j of 8 rows x 8 outputs in registers,
  *          so each pair of 16-byte shared loads feeds 64 multiply-adds (the old one-row,
  *          four-output thread did 5 shared loads per 4). Operands are staged k-major.
- *   skinny (8-row chunks; by default up to 8 rows, decode at small batch): 32 outputs per
+ *   skinny (8-row chunks; by default below that: decode, few-output products): 32 outputs per
  *          block, thread (o, j) holds partial j of one output for every row of its chunk,
  *          weights streamed through shared memory in wide coalesced tiles, so the weights
  *          are read at bandwidth by many blocks.
@@ -157,7 +158,7 @@ ls_linear_tiled(const T *__restrict__ x, int64_t ldx, int64_t rows, int64_t in,
                 o0, out, y);
 }
 
-/* ---------------- skinny: <= 8 rows, 32 outputs per block ---------------- */
+/* ---------------- skinny: 8-row chunks, 32 outputs per block ---------------- */
 
 /* A block of 256 threads owns 32 outputs; thread (o, j) = (tid / 8, tid % 8) keeps partial
  * j of output o for every row, adding k = j, j + 8, ... in ascending order through K tiles
@@ -235,6 +236,8 @@ ls_linear_skinny(const T *__restrict__ x, int64_t ldx, int64_t rows, int64_t in,
 /* ---------------- MoE: either shape over one expert's pairs ---------------- */
 
 static_assert(LS_CUDA_MOE_TILE == LS_RB_TM, "a MoE tile is one row tile of the tiled kernel");
+static_assert(LS_CUDA_LINEAR_TILE_ROWS == LS_RB_TM && LS_CUDA_LINEAR_TILE_OUT == LS_RB_TO,
+              "ls_cuda_linear_auto_path counts this kernel's blocks");
 static_assert(LS_CUDA_MOE_TILE == 4 * LS_SK_ROWS, "the skinny MoE kernel takes a tile in quarters");
 
 /* The pairs of tile t, rows r0 .. r0 + n - 1 of it: their x and y offsets in shared memory
@@ -324,7 +327,7 @@ static cudaError_t ls_linear(const T *x, int64_t ldx, int64_t rows, int64_t in, 
     LS_CUDA_REQUIRE(path >= LS_CUDA_PATH_AUTO && path <= LS_CUDA_PATH_TILED,
                     "linear: path %d is not one of LS_CUDA_PATH_AUTO/FEW/TILED", path);
     if (rows == 0) return cudaSuccess;
-    if (path == LS_CUDA_PATH_AUTO) path = rows <= LS_SK_ROWS ? LS_CUDA_PATH_FEW : LS_CUDA_PATH_TILED;
+    if (path == LS_CUDA_PATH_AUTO) path = ls_cuda_linear_auto_path(rows, out);
     const int few = path == LS_CUDA_PATH_FEW;
     const int64_t gx = few ? ls_cuda_cdiv(out, LS_SK_OUT) : ls_cuda_cdiv(rows, LS_RB_TM);
     const int64_t gy = few ? ls_cuda_cdiv(rows, LS_SK_ROWS) : ls_cuda_cdiv(out, LS_RB_TO);

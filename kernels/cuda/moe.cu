@@ -102,7 +102,7 @@ __device__ __forceinline__ int ls_moe_group_of(int64_t e, int64_t n_experts) {
 
 __global__ void __launch_bounds__(LS_MOE_GROUP_THREADS)
 ls_moe_group_kernel(const int64_t *__restrict__ expert, int64_t pairs, int64_t n_experts,
-                    int32_t *__restrict__ grp) {
+                    int tile, int32_t *__restrict__ grp) {
     __shared__ int cnt[LS_MOE_MAX_GROUPS];     /* pairs per group */
     __shared__ int pos[LS_MOE_MAX_GROUPS];     /* next free position of the group in order */
     __shared__ int tile0[LS_MOE_MAX_GROUPS];   /* the group's first tile */
@@ -121,18 +121,18 @@ ls_moe_group_kernel(const int64_t *__restrict__ expert, int64_t pairs, int64_t n
             pos[g] = p;
             tile0[g] = t;
             p += cnt[g];
-            t += (cnt[g] + LS_CUDA_MOE_TILE - 1) / LS_CUDA_MOE_TILE;
+            t += (cnt[g] + tile - 1) / tile;
         }
         grp[0] = t;
     }
     __syncthreads();
     for (int g = 0; g < G; g++) {
-        const int c = cnt[g], nt = (c + LS_CUDA_MOE_TILE - 1) / LS_CUDA_MOE_TILE;
+        const int c = cnt[g], nt = (c + tile - 1) / tile;
         for (int j = tid; j < nt; j += LS_MOE_GROUP_THREADS) {
             int32_t *d = tiles + 3 * (int64_t)(tile0[g] + j);
             d[0] = g;
-            d[1] = pos[g] + LS_CUDA_MOE_TILE * j;
-            d[2] = min(LS_CUDA_MOE_TILE, c - LS_CUDA_MOE_TILE * j);
+            d[1] = pos[g] + tile * j;
+            d[2] = min(tile, c - tile * j);
         }
     }
     __syncthreads();   /* pos is read above and moved on below */
@@ -161,16 +161,25 @@ ls_moe_group_kernel(const int64_t *__restrict__ expert, int64_t pairs, int64_t n
     }
 }
 
-extern "C" cudaError_t ls_cuda_moe_group(const int64_t *expert, int64_t pairs, int64_t n_experts,
-                                         int32_t *grp, cudaStream_t stream) {
+extern "C" cudaError_t ls_cuda_moe_group_tiles(const int64_t *expert, int64_t pairs,
+                                               int64_t n_experts, int64_t tile, int32_t *grp,
+                                               cudaStream_t stream) {
     LS_CUDA_REQUIRE(pairs >= 0 && pairs <= LS_CUDA_MOE_MAX_PAIRS && n_experts >= 1 &&
                         n_experts <= LS_CUDA_MOE_MAX_EXPERTS && grp != NULL &&
                         (pairs == 0 || expert != NULL),
                     "moe_group: bad sizes pairs=%lld n_experts=%lld (at most %lld and %d)",
                     (long long)pairs, (long long)n_experts, (long long)LS_CUDA_MOE_MAX_PAIRS,
                     LS_CUDA_MOE_MAX_EXPERTS);
-    ls_moe_group_kernel<<<1, LS_MOE_GROUP_THREADS, 0, stream>>>(expert, pairs, n_experts, grp);
+    LS_CUDA_REQUIRE(tile >= 1 && tile <= LS_CUDA_MOE_MAX_TILE,
+                    "moe_group: tile %lld is not in 1..%d", (long long)tile, LS_CUDA_MOE_MAX_TILE);
+    ls_moe_group_kernel<<<1, LS_MOE_GROUP_THREADS, 0, stream>>>(expert, pairs, n_experts,
+                                                                (int)tile, grp);
     return ls_cuda_launched("moe_group");
+}
+
+extern "C" cudaError_t ls_cuda_moe_group(const int64_t *expert, int64_t pairs, int64_t n_experts,
+                                         int32_t *grp, cudaStream_t stream) {
+    return ls_cuda_moe_group_tiles(expert, pairs, n_experts, LS_CUDA_MOE_TILE, grp, stream);
 }
 
 #define LS_INST(T, S)                                                                        \

@@ -166,7 +166,8 @@ static int bench_on(void) {
 /* Host twin of ls_cuda_moe_group (kernels_cuda.h): the stable counting sort of the pairs
  * by expert (out-of-range experts in a last group E), then the tile table. Returns how many
  * leading int32 elements of grp are defined: 1 + P + 3 * n_tiles. */
-static int64_t moe_group_host(const int64_t *ex, int64_t P, int64_t E, int32_t *grp) {
+static int64_t moe_group_host(const int64_t *ex, int64_t P, int64_t E, int64_t tile,
+                              int32_t *grp) {
     int64_t n = 1, nt = 0;
     for (int64_t g = 0; g <= E; g++) {
         const int64_t first = n - 1;
@@ -174,11 +175,11 @@ static int64_t moe_group_host(const int64_t *ex, int64_t P, int64_t E, int32_t *
             const int64_t pg = ex[p] >= 0 && ex[p] < E ? ex[p] : E;
             if (pg == g) grp[n++] = (int32_t)p;
         }
-        for (int64_t i = first; i < n - 1; i += LS_CUDA_MOE_TILE, nt++) {
+        for (int64_t i = first; i < n - 1; i += tile, nt++) {
             int32_t *t = grp + 1 + P + 3 * nt;
             t[0] = (int32_t)g;
             t[1] = (int32_t)i;
-            t[2] = (int32_t)(n - 1 - i < LS_CUDA_MOE_TILE ? n - 1 - i : LS_CUDA_MOE_TILE);
+            t[2] = (int32_t)(n - 1 - i < tile ? n - 1 - i : tile);
         }
     }
     grp[0] = (int32_t)nt;
@@ -717,7 +718,7 @@ static void LS_S(moe_case)(const char *name, int64_t E, int64_t P, int64_t x_div
     int32_t *g = hmalloc((size_t)glen * 4), *hg = hmalloc((size_t)glen * 4);
     RUN(ls_cuda_moe_group(dex, P, E, dgrp, 0));
     dget(g, dgrp, (size_t)glen * 4);
-    const int64_t used = moe_group_host(ex, P, E, hg);
+    const int64_t used = moe_group_host(ex, P, E, LS_CUDA_MOE_TILE, hg);
     CHECKF(g[0] == hg[0] && g[0] <= ls_cuda_moe_max_tiles(P, E) &&
                memcmp(g, hg, (size_t)used * 4) == 0,
            "moe_group (%s, %s): not the stable counting sort (%d tiles, host %d)", name,
@@ -750,6 +751,43 @@ static void LS_S(moe_case)(const char *name, int64_t E, int64_t P, int64_t x_div
                         got2, got, P * out);
         free(y2), free(got2);
     }
+    /* fast mode: cuBLAS over tiles of 32, 5 and 128 pairs (the grouping checked against the
+     * host's for each), within tolerance, NaN exactly on the invalid pairs' rows; workspace
+     * and output poisoned first (padding rows must not leak) */
+    cublasHandle_t hdl;
+    CHECK(cublasCreate(&hdl) == CUBLAS_STATUS_SUCCESS);
+    const int64_t tiles[3] = {LS_CUDA_MOE_TILE, 5, 128};
+    for (int ti = 0; ti < 3; ti++) {
+        const int64_t tile = tiles[ti], glen2 = ls_cuda_moe_group_len_of(P, E, tile);
+        int32_t *dgrp2 = dmalloc((size_t)glen2 * 4), *g2 = hmalloc((size_t)glen2 * 4);
+        int32_t *hg2 = hmalloc((size_t)glen2 * 4);
+        RUN(ls_cuda_moe_group_tiles(dex, P, E, tile, dgrp2, 0));
+        dget(g2, dgrp2, (size_t)glen2 * 4);
+        const int64_t used2 = moe_group_host(ex, P, E, tile, hg2);
+        CHECKF(g2[0] <= ls_cuda_moe_max_tiles_of(P, E, tile) && memcmp(g2, hg2, (size_t)used2 * 4) == 0,
+               "moe_group_tiles (%s, tile %lld): not the stable counting sort", name, (long long)tile);
+        const int64_t wsb = ls_cuda_linear_moe_fast_ws(P, E, tile, in, out, (int64_t)sizeof(LS_T));
+        void *ws = dmalloc((size_t)wsb);
+        for (int tf32 = 0; tf32 <= (LS_IS64 ? 0 : 1); tf32++) {
+            dpoison(ws, (size_t)wsb);
+            dpoison(dy, (size_t)(P * ldy) * sizeof(LS_T));
+            RUN(LS_S(ls_cuda_linear_moe_fast)(hdl, dx, ldx, x_div, P, in, dlist, E, dgrp2, tile, out,
+                                              dy, ldy, ws, wsb, tf32, 0));
+            LS_T *y3 = LS_S(dgetT)(dy, P * ldy), *got3 = LS_S(pack)(y3, P, out, ldy);
+            char what[96];
+            snprintf(what, sizeof what, "%s cuBLAS t%lld%s", name, (long long)tile,
+                     tf32 ? " tf32" : "");
+            LS_S(cmp)(what, got3, ref, P * out, 0, tf32 ? 5e-3 : (LS_IS64 ? 1e-13 : 1e-5));
+            free(y3), free(got3);
+        }
+        CHECK(LS_S(ls_cuda_linear_moe_fast)(hdl, dx, ldx, x_div, P, in, dlist, E, dgrp2, tile, out,
+                                            dy, ldy, ws, wsb - 1, 0, 0) == cudaErrorInvalidValue);
+        free(g2), free(hg2);
+    }
+    CHECK(ls_cuda_moe_group_tiles(dex, P, E, 0, dgrp, 0) == cudaErrorInvalidValue);
+    CHECK(ls_cuda_moe_group_tiles(dex, P, E, LS_CUDA_MOE_MAX_TILE + 1, dgrp, 0) ==
+          cudaErrorInvalidValue);
+    cublasDestroy(hdl);
     for (int64_t e = 0; e < E; e++) free(we[e]);
     free(x), free(we), free(dwe), free(g), free(hg), free(y), free(got), free(ref);
     dfree_all();
@@ -874,7 +912,9 @@ static void LS_S(test_conv1d)(int64_t K) {
     dfree_all();
 }
 
-static void LS_S(test_scan)(int64_t N) {
+/* shift: the states start `shift` elements past an aligned address (the kernel's 16-byte
+ * state loads at N = 16 need alignment; shift 1 takes its element-by-element fallback) */
+static void LS_S(test_scan)(int64_t N, int64_t shift) {
     const int64_t S = 8, C = 70, Rk = 5, P = Rk + 2 * N, SW = C * N;
     const int64_t *n = LS_S(rg_n);
     int64_t R = 0, row0[8];
@@ -888,7 +928,9 @@ static void LS_S(test_scan)(int64_t N) {
     ls_cuda_batch b = make_batch(S, n, NULL, LS_S(rg_init), NULL, 0, NULL);
     LS_T *dx = LS_S(dputT)(x, R * C), *ddt = LS_S(dputT)(dtv, R * C), *dA = LS_S(dputT)(A, C * N);
     LS_T *dssmp = LS_S(dputT)(ssmp, R * P), *dproj = LS_S(dputT)(proj, R * 2 * C);
-    LS_T *dD = LS_S(dputT)(D, C), *dst = LS_S(dputT)(st0, S * SW), *dy = LS_S(dalloc)(R * C);
+    LS_T *dD = LS_S(dputT)(D, C), *dy = LS_S(dalloc)(R * C);
+    LS_T *dst = LS_S(dalloc)(S * SW + shift) + shift;
+    CU(cudaMemcpy(dst, st0, (size_t)(S * SW) * sizeof(LS_T), cudaMemcpyHostToDevice));
     LS_T *ptr[8];
     for (int64_t s = 0; s < S; s++) ptr[s] = dst + s * SW;
     LS_T **dptr = dput(ptr, sizeof ptr);
@@ -906,9 +948,10 @@ static void LS_S(test_scan)(int64_t N) {
         }
     }
     char name[40];
-    snprintf(name, sizeof name, "scan out (N=%lld%s)", (long long)N, N <= 16 ? ", regs" : "");
+    snprintf(name, sizeof name, "scan out (N=%lld%s%s)", (long long)N, N <= 16 ? ", regs" : "",
+             shift ? ", unaligned" : "");
     LS_S(cmp)(name, got, ref, R * C, 0, LS_TOL);
-    snprintf(name, sizeof name, "scan state (N=%lld)", (long long)N);
+    snprintf(name, sizeof name, "scan state (N=%lld%s)", (long long)N, shift ? ", unaligned" : "");
     LS_S(cmp)(name, gst, rst, S * SW, 0, LS_TOL);
 
     const int64_t s5 = 5, n5 = n[s5];
@@ -1204,8 +1247,10 @@ static void LS_S(run_all)(void) {
     LS_S(test_linear_moe)();
     LS_S(test_conv1d)(4);
     LS_S(test_conv1d)(6);
-    LS_S(test_scan)(16);
-    LS_S(test_scan)(20);
+    LS_S(test_scan)(16, 0);   /* registers, 16-byte state loads */
+    LS_S(test_scan)(16, 1);   /* registers, element by element */
+    LS_S(test_scan)(8, 0);    /* registers, N < 16 */
+    LS_S(test_scan)(20, 0);   /* the state in the slot */
     LS_S(test_attention)();
     LS_S(test_moe)(16, 2);
     LS_S(test_moe)(8, 4);
