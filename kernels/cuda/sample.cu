@@ -12,8 +12,10 @@
  *      equal values tie exactly, as the host's == does). The host ranks the row widened to
  *      double; widening is exact and keeps the order, so float keys sort the same way at half
  *      the bytes;
- *   2. a stable segmented sort, descending (cub::DeviceSegmentedSort): stability keeps
- *      ascending token ids among equal keys, which is the host's tie-break;
+ *   2. a stable sort, descending (f64: cub::DeviceSegmentedSort; f32: one cub radix sort of
+ *      64-bit keys, row then descending key, over all rows at once, which keeps the GPU busy
+ *      where the segmented sort gives a whole row to one block): stability keeps ascending
+ *      token ids among equal keys, which is the host's tie-break;
  *   3. one block per draw: the block computes weights of a chunk of candidates in parallel
  *      into shared memory, then thread 0 adds them in order (eight loads ahead of the
  *      adds; a chunk of eight is checked for the stopping bound once, at its last sum,
@@ -23,6 +25,7 @@
  * Draws with temperature 0 (greedy) and rows with no finite log-probability take rank 0,
  * which is the host's greedy token; when every draw is greedy the sort is still the simplest
  * correct argmax and costs a fraction of a millisecond. */
+#include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_segmented_sort.cuh>
 
 #include "engine/philox_core.h"
@@ -43,6 +46,52 @@ __global__ void ls_sample_keys_kernel(const T *__restrict__ rows, int64_t n, int
         keys[i] = ls_rank_key(rows[i]);
         ids[i] = (int32_t)(i % vocab);
     }
+}
+
+/* f32 rows sort as one device-wide radix sort of 64-bit keys (row << 32 | descending-order
+ * bits of the rank key), stable like the segmented sort, so equal keys keep ascending ids.
+ * The segmented sort gives each vocabulary-long row to one thread block; one radix sort over
+ * all rows keeps the whole GPU busy at any row count. u maps a float's bits to an unsigned
+ * that orders as the float does (sign bit set for positives, all bits flipped for
+ * negatives); ~u orders descending. The rank keys are never NaN and never -0. */
+__device__ __forceinline__ uint32_t ls_desc_bits(float f) {
+    const uint32_t u = __float_as_uint(f);
+    return ~((u & 0x80000000u) ? ~u : (u | 0x80000000u));
+}
+__device__ __forceinline__ float ls_desc_float(uint32_t d) {
+    const uint32_t u = ~d;
+    return __uint_as_float((u & 0x80000000u) ? (u & 0x7fffffffu) : ~u);
+}
+
+__global__ void ls_sample_keys64_kernel(const float *__restrict__ rows, int64_t n, int64_t vocab,
+                                        uint64_t *__restrict__ keys, int32_t *__restrict__ ids) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        keys[i] = ((uint64_t)(i / vocab) << 32) | ls_desc_bits(ls_rank_key(rows[i]));
+        ids[i] = (int32_t)(i % vocab);
+    }
+}
+
+__global__ void ls_sample_unkey64_kernel(const uint64_t *__restrict__ keys, int64_t n,
+                                         float *__restrict__ out) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = ls_desc_float((uint32_t)keys[i]);
+}
+
+/* the key bits the radix sort must look at: 32 of the rank key, and enough for the row */
+static int ls_sample_key_bits(int64_t n_rows) {
+    int b = 32;
+    while (b < 64 && ((n_rows - 1) >> (b - 32)) > 0) b++;
+    return b;
+}
+
+static cudaError_t ls_sample_radix_bytes(int64_t n_rows, int64_t vocab, size_t *bytes) {
+    *bytes = 0;
+    return cub::DeviceRadixSort::SortPairs((void *)NULL, *bytes, (const uint64_t *)NULL,
+                                           (uint64_t *)NULL, (const int32_t *)NULL,
+                                           (int32_t *)NULL, n_rows * vocab, 0,
+                                           ls_sample_key_bits(n_rows), 0);
 }
 
 __global__ void ls_sample_offsets_kernel(int64_t n_rows, int64_t vocab, int64_t *__restrict__ offs) {
@@ -172,9 +221,9 @@ ls_sample_draw_kernel(const T *__restrict__ rows, int64_t vocab, const T *__rest
     }
 }
 
-/* Workspace layout: keys, sorted keys (8 bytes each, enough for either precision), ids,
- * sorted ids (int32), segment offsets, CUB's temporary storage (the larger of the two key
- * types' needs); each piece 256-byte aligned. */
+/* Workspace layout: keys, sorted keys (8 bytes each: either precision, or the f32 path's
+ * 64-bit keys), ids, sorted ids (int32), segment offsets, CUB's temporary storage (the
+ * largest of the three sorts' needs); each piece 256-byte aligned. */
 static int64_t ls_al256(int64_t b) { return (b + 255) / 256 * 256; }
 
 template <typename K>
@@ -187,13 +236,65 @@ static cudaError_t ls_sample_cub_bytes(int64_t n_rows, int64_t vocab, size_t *by
 
 extern "C" int64_t ls_cuda_sample_workspace(int64_t n_rows, int64_t vocab) {
     if (n_rows < 1 || vocab < 1) return 0;
-    size_t bf = 0, bd = 0;
+    size_t bf = 0, bd = 0, br = 0;
     if (ls_sample_cub_bytes<float>(n_rows, vocab, &bf) != cudaSuccess ||
-        ls_sample_cub_bytes<double>(n_rows, vocab, &bd) != cudaSuccess)
+        ls_sample_cub_bytes<double>(n_rows, vocab, &bd) != cudaSuccess ||
+        ls_sample_radix_bytes(n_rows, vocab, &br) != cudaSuccess)
         return -1;
+    size_t b = bf > bd ? bf : bd;
+    if (br > b) b = br;
     const int64_t n = n_rows * vocab;
     return 2 * ls_al256(n * 8) + 2 * ls_al256(n * 4) + ls_al256((n_rows + 1) * 8) +
-           ls_al256((int64_t)(bf > bd ? bf : bd));
+           ls_al256((int64_t)b);
+}
+
+/* keys and ids sorted into skeys (in the row's precision) and sids, rows descending by rank
+ * key, ties by ascending id: f64 by the segmented sort, f32 by one radix sort (above). */
+static cudaError_t ls_sample_sort(const double *rows, int64_t n_rows, int64_t vocab, char *keys,
+                                  char *skeys, int32_t *ids, int32_t *sids, int64_t *offs,
+                                  void *cub_tmp, const double **sorted, cudaStream_t stream) {
+    const int64_t n = n_rows * vocab;
+    size_t cub_bytes = 0;
+    cudaError_t e = ls_sample_cub_bytes<double>(n_rows, vocab, &cub_bytes);
+    if (e != cudaSuccess) return ls_cuda_fail(e, "sample: sizing the segmented sort");
+    int64_t blocks = ls_cuda_cdiv(n, 256);
+    if (blocks > 65536) blocks = 65536;
+    ls_sample_keys_kernel<double><<<(unsigned)blocks, 256, 0, stream>>>(rows, n, vocab,
+                                                                       (double *)keys, ids);
+    if ((e = ls_cuda_launched("sample_keys")) != cudaSuccess) return e;
+    ls_sample_offsets_kernel<<<(unsigned)ls_cuda_cdiv(n_rows + 1, 256), 256, 0, stream>>>(
+        n_rows, vocab, offs);
+    if ((e = ls_cuda_launched("sample_offsets")) != cudaSuccess) return e;
+    e = cub::DeviceSegmentedSort::StableSortPairsDescending(cub_tmp, cub_bytes, (double *)keys,
+                                                            (double *)skeys, ids, sids, n, n_rows,
+                                                            offs, offs + 1, stream);
+    if (e != cudaSuccess) return ls_cuda_fail(e, "sample: segmented sort");
+    *sorted = (const double *)skeys;
+    return ls_cuda_launched("sample_sort");
+}
+static cudaError_t ls_sample_sort(const float *rows, int64_t n_rows, int64_t vocab, char *keys,
+                                  char *skeys, int32_t *ids, int32_t *sids, int64_t *offs,
+                                  void *cub_tmp, const float **sorted, cudaStream_t stream) {
+    (void)offs;
+    const int64_t n = n_rows * vocab;
+    size_t cub_bytes = 0;
+    cudaError_t e = ls_sample_radix_bytes(n_rows, vocab, &cub_bytes);
+    if (e != cudaSuccess) return ls_cuda_fail(e, "sample: sizing the radix sort");
+    int64_t blocks = ls_cuda_cdiv(n, 256);
+    if (blocks > 65536) blocks = 65536;
+    ls_sample_keys64_kernel<<<(unsigned)blocks, 256, 0, stream>>>(rows, n, vocab,
+                                                                 (uint64_t *)keys, ids);
+    if ((e = ls_cuda_launched("sample_keys64")) != cudaSuccess) return e;
+    e = cub::DeviceRadixSort::SortPairs(cub_tmp, cub_bytes, (const uint64_t *)keys,
+                                        (uint64_t *)skeys, ids, sids, n, 0,
+                                        ls_sample_key_bits(n_rows), stream);
+    if (e != cudaSuccess) return ls_cuda_fail(e, "sample: radix sort");
+    if ((e = ls_cuda_launched("sample_sort")) != cudaSuccess) return e;
+    /* the sorted rank keys as floats, into the (now free) unsorted keys' space */
+    ls_sample_unkey64_kernel<<<(unsigned)blocks, 256, 0, stream>>>((const uint64_t *)skeys, n,
+                                                                  (float *)keys);
+    *sorted = (const float *)keys;
+    return ls_cuda_launched("sample_unkey64");
 }
 
 template <typename T>
@@ -215,29 +316,18 @@ static cudaError_t ls_sample(const T *rows, int64_t n_rows, int64_t vocab,
                     (long long)need);
     const int64_t n = n_rows * vocab;
     char *p = (char *)work;
-    T *keys = (T *)p;
-    T *skeys = (T *)(p += ls_al256(n * 8));
+    char *keys = p;
+    char *skeys = (p += ls_al256(n * 8));
     int32_t *ids = (int32_t *)(p += ls_al256(n * 8));
     int32_t *sids = (int32_t *)(p += ls_al256(n * 4));
     int64_t *offs = (int64_t *)(p += ls_al256(n * 4));
     void *cub_tmp = p += ls_al256((n_rows + 1) * 8);
-    size_t cub_bytes = 0;
-    cudaError_t e = ls_sample_cub_bytes<T>(n_rows, vocab, &cub_bytes);
-    if (e != cudaSuccess) return ls_cuda_fail(e, "sample: sizing the segmented sort");
-
-    int64_t blocks = ls_cuda_cdiv(n, 256);
-    if (blocks > 65536) blocks = 65536;
-    ls_sample_keys_kernel<T><<<(unsigned)blocks, 256, 0, stream>>>(rows, n, vocab, keys, ids);
-    if ((e = ls_cuda_launched("sample_keys")) != cudaSuccess) return e;
-    ls_sample_offsets_kernel<<<(unsigned)ls_cuda_cdiv(n_rows + 1, 256), 256, 0, stream>>>(
-        n_rows, vocab, offs);
-    if ((e = ls_cuda_launched("sample_offsets")) != cudaSuccess) return e;
-    e = cub::DeviceSegmentedSort::StableSortPairsDescending(cub_tmp, cub_bytes, keys, skeys, ids,
-                                                            sids, n, n_rows, offs, offs + 1, stream);
-    if (e != cudaSuccess) return ls_cuda_fail(e, "sample: segmented sort");
-    if ((e = ls_cuda_launched("sample_sort")) != cudaSuccess) return e;
+    const T *sorted = NULL;
+    cudaError_t e = ls_sample_sort(rows, n_rows, vocab, keys, skeys, ids, sids, offs, cub_tmp,
+                                   &sorted, stream);
+    if (e != cudaSuccess) return e;
     ls_sample_draw_kernel<T><<<(unsigned)n_jobs, LS_SAMPLE_THREADS, 0, stream>>>(
-        rows, vocab, skeys, sids, jobs, tokens, lps);
+        rows, vocab, sorted, sids, jobs, tokens, lps);
     return ls_cuda_launched("sample_draw");
 }
 
