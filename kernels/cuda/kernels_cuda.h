@@ -192,7 +192,8 @@ LS_CUDA_DECLS(double, f64)
  *   grp[0]                          the number of tiles, n_tiles <= ls_cuda_moe_max_tiles()
  *   grp[1 + i], i < pairs           order: the i-th pair in sorted order
  *   grp[1 + pairs + 3t + {0,1,2}]   tile t < n_tiles: its group (expert, n_experts = invalid),
- *                                   its first position i in order, its number of pairs (1..32)
+ *                                   its first position i in order, its number of pairs
+ *                                   (1..32; 1..tile from ls_cuda_moe_group_tiles)
  * Tiles are in group order, then position order. Needs pairs <= LS_CUDA_MOE_MAX_PAIRS and
  * n_experts <= LS_CUDA_MOE_MAX_EXPERTS. */
 #define LS_CUDA_MOE_TILE 32   /* the row tile of the tiled linear kernel */

@@ -11,10 +11,10 @@
  *
  * Two shapes of the same computation:
  *   tiled  (by default above 8 rows once its grid has >= 96 blocks): 256 threads compute
- *          32 rows x 64 outputs; thread
- *          (g, j) = (tid / 8, tid % 8) holds partial j of 8 rows x 8 outputs in registers,
- *          so each pair of 16-byte shared loads feeds 64 multiply-adds (the old one-row,
- *          four-output thread did 5 shared loads per 4). Operands are staged k-major.
+ *          32 rows x 64 outputs; thread (g, j) = (tid / 8, tid % 8) holds partial j of 8
+ *          rows x 8 outputs in registers, so each pair of 16-byte shared loads feeds 64
+ *          multiply-adds (the old one-row, four-output thread did 5 shared loads per 4).
+ *          Operands are staged k-major.
  *   skinny (8-row chunks; by default below that: decode, few-output products): 32 outputs per
  *          block, thread (o, j) holds partial j of one output for every row of its chunk,
  *          weights streamed through shared memory in wide coalesced tiles, so the weights
