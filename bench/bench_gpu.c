@@ -207,6 +207,7 @@ static double engine_run(const ls_model *m, const ls_backend *be, int64_t B, int
 
 typedef struct prof {
     double mamba_lin, attn_lin, dense_mlp, moe, lm_head, logsoftmax, sample;   /* ms */
+    double sample_greedy;   /* ms: the same draws at temperature 0 (the sort, no walk) */
     double conv_scan, attention;                                                /* ms */
 } prof;
 
@@ -330,8 +331,8 @@ static double time_linear(ls_cuda_ctx *x, const ls_linear *L, int64_t B, int pat
     return ms_since(e0, e1, x->stream) / 5.0;
 }
 
-/* ms[shape][0] tiled, ms[shape][1] few-rows, for the shapes of model_shapes */
-static void profile_paths(ls_cuda_ctx *x, int64_t B, double (*ms)[2]) {
+/* ms[shape][0] tiled, [1] few-rows, [2] few-rows narrow, for the shapes of model_shapes */
+static void profile_paths(ls_cuda_ctx *x, int64_t B, double (*ms)[3]) {
     lin_shape sh[N_SHAPES];
     const int n = model_shapes(&x->dm, sh);
     int64_t w = 1;
@@ -349,6 +350,7 @@ static void profile_paths(ls_cuda_ctx *x, int64_t B, double (*ms)[2]) {
     for (int i = 0; i < n; i++) {
         ms[i][0] = time_linear(x, sh[i].L, B, LS_CUDA_PATH_TILED, in, out, e0, e1);
         ms[i][1] = time_linear(x, sh[i].L, B, LS_CUDA_PATH_FEW, in, out, e0, e1);
+        ms[i][2] = time_linear(x, sh[i].L, B, LS_CUDA_PATH_NARROW, in, out, e0, e1);
     }
     cudaEventDestroy(e0);
     cudaEventDestroy(e1);
@@ -357,11 +359,12 @@ static void profile_paths(ls_cuda_ctx *x, int64_t B, double (*ms)[2]) {
 }
 
 /* The MoE expert linears of one layer (gate, up, down over B * k pairs, grouping included)
- * on each path: [0] the invariant kernels (AUTO), then cuBLAS over tiles of MOE_TILES[j]
- * pairs, fp32 [1 + j] and TF32 [1 + NT + j]. ms per layer, mean of 5 after one. */
+ * on each path: [0] the invariant kernels (AUTO), [1] the invariant few-pairs kernel with
+ * 8-output blocks (NARROW), then cuBLAS over tiles of MOE_TILES[j] pairs, fp32 [2 + j] and
+ * TF32 [2 + NT + j]. ms per layer, mean of 5 after one. */
 static const int64_t MOE_TILES[] = {32, 64, 128, 256};
 #define N_MOE_TILES 4
-#define N_MOE_COLS (1 + 2 * N_MOE_TILES)
+#define N_MOE_COLS (2 + 2 * N_MOE_TILES)
 static void profile_moe(ls_cuda_ctx *x, int64_t B, double *ms) {
     const ls_model *dm = &x->dm;
     const ls_model_config *c = &dm->cfg;
@@ -409,8 +412,9 @@ static void profile_moe(ls_cuda_ctx *x, int64_t B, double *ms) {
     const ls_linear *lin[3] = {&e->gate, &e->up, &e->down};
     const int64_t xdiv[3] = {k, k, 1};
     for (int col = 0; col < N_MOE_COLS; col++) {
-        const int fast = col > 0, tf32 = col > N_MOE_TILES;
-        const int64_t tile = fast ? MOE_TILES[(col - 1) % N_MOE_TILES] : LS_CUDA_MOE_TILE;
+        const int fast = col > 1, tf32 = col > 1 + N_MOE_TILES;
+        const int inv_path = col == 1 ? LS_CUDA_PATH_NARROW : LS_CUDA_PATH_AUTO;
+        const int64_t tile = fast ? MOE_TILES[(col - 2) % N_MOE_TILES] : LS_CUDA_MOE_TILE;
         for (int it = 0; it < 6; it++) {
             if (it == 1) CU(cudaEventRecord(e0, x->stream));
             CU(ls_cuda_moe_group_tiles(idx, P, E, tile, grp, x->stream));
@@ -423,7 +427,7 @@ static void profile_moe(ls_cuda_ctx *x, int64_t B, double *ms) {
                                                    tf32, x->stream));
                 else
                     CU(ls_cuda_linear_moe_f32(in, Lq->in, xdiv[q], P, Lq->in, wq, E, grp, Lq->out,
-                                              out, Lq->out, LS_CUDA_PATH_AUTO, x->stream));
+                                              out, Lq->out, inv_path, x->stream));
             }
         }
         ms[col] = ms_since(e0, e1, x->stream) / 5.0;
@@ -467,8 +471,12 @@ static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
     for (int64_t j = 0; j < B; j++)
         hjobs[j] = (ls_cuda_sample_job){.row = j, .temperature = 1.0, .top_p = 1.0, .seed = 3,
                                         .request = (uint64_t)j, .position = 16};
+    ls_cuda_sample_job *jobs0;   /* the same draws greedy: the sampler's sort without its walks */
     CU(cudaMalloc((void **)&jobs, (size_t)B * sizeof *jobs));
+    CU(cudaMalloc((void **)&jobs0, (size_t)B * sizeof *jobs0));
     CU(cudaMemcpy(jobs, hjobs, (size_t)B * sizeof *jobs, cudaMemcpyHostToDevice));
+    for (int64_t j = 0; j < B; j++) hjobs[j].temperature = 0.0;
+    CU(cudaMemcpy(jobs0, hjobs, (size_t)B * sizeof *jobs0, cudaMemcpyHostToDevice));
     const int64_t work_bytes = ls_cuda_sample_workspace(B, V);
     void *work;
     int32_t *tok;
@@ -547,6 +555,9 @@ static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
         CU(cudaEventRecord(e0, S));
         CU(ls_cuda_sample_f32(out, B, V, jobs, B, work, work_bytes, tok, tlp, S));
         q.sample = ms_since(e0, e1, S);
+        CU(cudaEventRecord(e0, S));
+        CU(ls_cuda_sample_f32(out, B, V, jobs0, B, work, work_bytes, tok, tlp, S));
+        q.sample_greedy = ms_since(e0, e1, S);
         *p = q;
     }
 #undef LIN
@@ -561,6 +572,7 @@ static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
     cudaFree(idx);
     cudaFree(grp);
     cudaFree(jobs);
+    cudaFree(jobs0);
     cudaFree(work);
     cudaFree(tok);
     cudaFree(tlp);
@@ -655,7 +667,7 @@ int main(int argc, char **argv) {
     /* results */
     double tps[3][16], roof32[16], roof16[16], fwd_ms[3][16], copy_ms[3][16];
     prof pr[3][16];
-    double path_ms[16][N_SHAPES][2], moe_ms[16][N_MOE_COLS];
+    double path_ms[16][N_SHAPES][3], moe_ms[16][N_MOE_COLS];
     const char *mode_names[3] = {"invariant", "fast", "tf32"};
     int mode_on[3] = {strstr(modes, "invariant") != NULL, strstr(modes, "fast") != NULL,
                       strstr(modes, "tf32") != NULL};
@@ -720,13 +732,16 @@ int main(int argc, char **argv) {
                "device weights, ms; forward = the backend's forward calls "
                "and sample calls of the decode steps, wall time, which ends synchronised with the tokens on the host; "
                "state copies = queueing the engine's state copies (host time; the batched launches run inside the next op); host = step - both; "
+               "sample greedy = the same draws at temperature 0 (the sort and an argmax, no in-order walks; "
+               "not part of the step's sum); "
                "conv + scan and attention (KV write + attention) on a decode batch at position 56; "
                "rest of forward = forward - the pieces: norms, softplus, MoE route/combine, embedding, state copies, uploads, "
                "launch gaps):\n\n");
         printf("| mode | batch | step | forward + sample (synchronised) | state copies | host (scheduler) | "
                "Mamba linears | attn linears | dense MLP | MoE (router + experts) | lm_head | logsoftmax | "
-               "sample | conv + scan | attention | rest of forward |\n");
-        printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+               "sample | sample greedy | conv + scan | attention | rest of forward |\n");
+        printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
+               "| --- |\n");
         for (int md = 0; md < 3; md++) {
             if (!mode_on[md]) continue;
             for (int i = 0; i < nb; i++) {
@@ -734,11 +749,11 @@ int main(int argc, char **argv) {
                 double step = 1e3 * (double)batches[i] / tps[md][i];
                 double sum = p->mamba_lin + p->attn_lin + p->dense_mlp + p->moe + p->lm_head +
                              p->logsoftmax + p->sample + p->conv_scan + p->attention;
-                printf("| %s | %lld | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
+                printf("| %s | %lld | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
                        mode_names[md], (long long)batches[i], step, fwd_ms[md][i], copy_ms[md][i],
                        step - fwd_ms[md][i] - copy_ms[md][i], p->mamba_lin, p->attn_lin,
-                       p->dense_mlp, p->moe, p->lm_head, p->logsoftmax, p->sample, p->conv_scan,
-                       p->attention, fwd_ms[md][i] - sum);
+                       p->dense_mlp, p->moe, p->lm_head, p->logsoftmax, p->sample,
+                       p->sample_greedy, p->conv_scan, p->attention, fwd_ms[md][i] - sum);
             }
         }
     }
@@ -749,28 +764,31 @@ int main(int argc, char **argv) {
                "of 5 calls after one, ms; the same bits either way; AUTO = what ls_cuda_linear "
                "runs: few rows up to 8 rows, above that tiled once its grid has >= %d blocks):\n\n"
                "| batch | linear | in -> out | tiled (32 x 64 tiles) | few rows (8-row chunks) | "
-               "tiled / few rows | AUTO |\n| --- | --- | --- | --- | --- | --- | --- |\n",
+               "few rows, 8-output blocks | tiled / few rows | AUTO |\n"
+               "| --- | --- | --- | --- | --- | --- | --- | --- |\n",
                LS_CUDA_LINEAR_TILED_MIN_BLOCKS);
         for (int i = 0; i < nb; i++)
             for (int j = 0; j < n; j++)
-                printf("| %lld | %s | %lld -> %lld | %.4f | %.4f | %.2f | %s |\n",
+                printf("| %lld | %s | %lld -> %lld | %.4f | %.4f | %.4f | %.2f | %s |\n",
                        (long long)batches[i], sh[j].name, (long long)sh[j].L->in,
                        (long long)sh[j].L->out, path_ms[i][j][0], path_ms[i][j][1],
-                       path_ms[i][j][0] / path_ms[i][j][1],
+                       path_ms[i][j][2], path_ms[i][j][0] / path_ms[i][j][1],
                        ls_cuda_linear_auto_path(batches[i], sh[j].L->out) == LS_CUDA_PATH_TILED
                            ? "tiled"
                            : "few rows");
         printf("\nOne MoE layer's expert linears (gate, up, down over B x top-k pairs, the grouping "
-               "included; ms, mean of 5 after one) on each path: the invariant kernels, and cuBLAS "
-               "batched over tiles of t pairs (fp32 pedantic, TF32). The forward's fast modes take "
-               "cuBLAS above a mean of %d (TF32) / %d (fp32) pairs per expert, with the tiles of "
+               "included; ms, mean of 5 after one) on each path: the invariant kernels (as AUTO "
+               "picks, and the few-pairs kernel with 8-output blocks), and cuBLAS batched over "
+               "tiles of t pairs (fp32 pedantic, TF32). The forward's fast modes take cuBLAS "
+               "above a mean of %d (TF32) / %d (fp32) pairs per expert, with the tiles of "
                "ls_cuda_moe_fast_tile:\n\n"
-               "| batch | pairs | invariant |", LS_CUDA_MOE_FAST_MIN_PER_EXPERT_TF32,
+               "| batch | pairs | invariant | invariant, 8-output blocks |",
+               LS_CUDA_MOE_FAST_MIN_PER_EXPERT_TF32,
                LS_CUDA_MOE_FAST_MIN_PER_EXPERT);
         for (int t = 0; t < 2 * N_MOE_TILES; t++)
             printf(" %s t=%lld |", t < N_MOE_TILES ? "fp32" : "tf32",
                    (long long)MOE_TILES[t % N_MOE_TILES]);
-        printf(" forward: fp32 | forward: TF32 |\n| --- | --- | --- |");
+        printf(" forward: fp32 | forward: TF32 |\n| --- | --- | --- | --- |");
         for (int t = 0; t < 2 * N_MOE_TILES + 2; t++) printf(" --- |");
         printf("\n");
         const int64_t E = m.cfg.num_experts, kk = m.cfg.num_experts_per_tok;

@@ -57,10 +57,14 @@ int ls_cuda_device_available(void);
  *          at small batch) and for products with few outputs, where the tiled kernel would
  *          get few blocks, each walking all of K.
  *   TILED: 32 rows (pairs) x 64 outputs per block, 8 x 8 per thread: arithmetic-bound work.
+ *   NARROW: FEW with 8 outputs per 64-thread block: 4x the blocks, for products whose
+ *          32-output blocks are too few to keep enough loads in flight (x_proj, the router,
+ *          one expert's pairs at decode). Not chosen by AUTO yet: it has not been measured on
+ *          a GPU (bench_gpu prints it next to the others).
  *   AUTO:  linear: FEW up to 8 rows; above, TILED once its grid has >= 96 blocks of 32 rows x
  *          64 outputs (enough to spread over the SMs), FEW below (ls_cuda_linear_auto_path). MoE: FEW at
  *          <= LS_CUDA_MOE_FEW_PER_EXPERT pairs per expert on average, TILED otherwise. */
-enum { LS_CUDA_PATH_AUTO = 0, LS_CUDA_PATH_FEW = 1, LS_CUDA_PATH_TILED = 2 };
+enum { LS_CUDA_PATH_AUTO = 0, LS_CUDA_PATH_FEW = 1, LS_CUDA_PATH_TILED = 2, LS_CUDA_PATH_NARROW = 3 };
 
 typedef struct ls_cuda_batch {
     int64_t n_seqs;              /* host */
