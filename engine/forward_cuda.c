@@ -12,9 +12,10 @@
  * Invariant mode uses only the fixed-order kernels: every row's numbers are the same
  * sequence of operations whatever the batch, so the engine equals the GPU reference bit for
  * bit. Fast mode sends the dense linears through cuBLAS (ls_cuda_linear_fast; TF32 tensor
- * cores when the backend allows it) and, above a few pairs per expert, the MoE expert
- * products through one batched cuBLAS GEMM over the grouped 32-pair tiles
- * (ls_cuda_linear_moe_fast): not batch invariant, compared with tolerances.
+ * cores when the backend allows it) and, where bench_gpu measured it faster (enough pairs
+ * per expert: ls_cuda_moe_fast_tile), the MoE expert products through one batched cuBLAS
+ * GEMM over grouped tiles (ls_cuda_linear_moe_fast): not batch invariant, compared with
+ * tolerances.
  *
  * Index arithmetic is int64_t throughout; device offsets are base + 64-bit element counts. */
 #ifndef LS_T
