@@ -128,6 +128,19 @@ static const char *describe(const char *comp) {
     return comp;
 }
 
+/* The first position < upto where the replay's sequence (same request and rollout) holds
+ * another token than q, or -1 if none (a missing or shorter sequence differs at its end). */
+static int64_t replay_differs(const ls_engine_result *r, const ls_engine_seq *q, int64_t upto) {
+    for (int64_t s = 0; s < r->n_seqs; s++) {
+        const ls_engine_seq *p = &r->seqs[s];
+        if (p->request != q->request || p->rollout != q->rollout) continue;
+        for (int64_t i = 0; i < upto; i++)
+            if (i >= p->len || p->tokens[i] != q->tokens[i]) return i;
+        return -1;
+    }
+    return 0;
+}
+
 int ls_localise(const ls_model *m, const ls_engine_config *cfg, const ls_workload *wl,
                 const ls_engine_result *res, int64_t seq, int64_t position, ls_localisation *out,
                 ls_err *err) {
@@ -147,7 +160,18 @@ int ls_localise(const ls_model *m, const ls_engine_config *cfg, const ls_workloa
     ls_engine_result replay;
     int status = -1;
     if (ls_engine_run(m, &c2, wl, &replay, err)) { ls_err_prefix(err, "localise: replay: "); goto done; }
+    /* the probes mean something only if the replay fed the same tokens to that row: always
+     * so on the run's own backend (runs are deterministic); a fast run replayed in invariant
+     * mode may sample differently where its rounding moved a sampling boundary */
+    int64_t differs = replay_differs(&replay, q, position);
     ls_engine_result_free(&replay);
+    if (differs >= 0) {
+        snprintf(out->summary, sizeof out->summary,
+                 "not localised: the replay sampled another token at position %lld than the run did",
+                 (long long)differs);
+        status = 0;
+        goto done;
+    }
     if (ec.oom) { ls_errf(err, "localise: out of memory"); goto done; }
     if (ec.n_caps == 0) { ls_errf(err, "localise: the replay never computed position %lld at step %lld",
                                   (long long)position - 1, (long long)out->step); goto done; }

@@ -15,20 +15,38 @@ static double now(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* Localises the earliest divergence, then the first divergence of further sequences. */
+/* Localises the earliest divergence, then the first divergence of further sequences.
+ * A fast run is localised by replaying its engine on the backend's invariant twin (the same
+ * device and precision), whose probes can be compared with the invariant reference bit for
+ * bit: a cache, scheduler or state bug reproduces there and is named as in invariant mode,
+ * while fast mode's own rounding does not, so a divergence that is only arithmetic shows as
+ * "no layer output differs". (Compared in fast mode itself, every layer after the first
+ * cuBLAS product would differ, and the localiser would name that one.) */
 static int localise_some(ls_run_config *rc, const ls_engine_config *ec, ls_run_outcome *o,
                          ls_err *err) {
     const ls_comparison *c = &o->cmp;
     if (!rc->compare.probe_layers || c->sum.first_seq < 0) return 0;
+    ls_engine_config replay = *ec;
+    const int twin = ec->backend && ec->backend->fast;
+    if (twin) replay.backend = ec->backend->reference;
     int64_t seqs[LS_MAX_LOCALISED], n = 0;
     seqs[n++] = c->sum.first_seq;
     for (int64_t s = 0; s < o->engine.n_seqs && n < LS_MAX_LOCALISED; s++)
         if (c->first_divergent[s] >= 0 && s != c->sum.first_seq) seqs[n++] = s;
     for (int64_t i = 0; i < n; i++) {
-        if (ls_localise(&o->model, ec, &o->workload, &o->engine, seqs[i],
-                        c->first_divergent[seqs[i]], &o->locs[o->n_locs], err))
+        ls_localisation *L = &o->locs[o->n_locs];
+        if (ls_localise(&o->model, &replay, &o->workload, &o->engine, seqs[i],
+                        c->first_divergent[seqs[i]], L, err))
             return -1;
         o->n_locs++;
+        if (twin) {
+            const size_t len = strlen(L->summary);
+            const int none = !L->found && !strncmp(L->summary, "no layer output differs", 23);
+            snprintf(L->summary + len, sizeof L->summary - len, "%s",
+                     none ? " in the invariant replay of this fast run: fast mode's arithmetic, "
+                            "not a cache or scheduling bug"
+                          : " [fast run, replayed in invariant mode]");
+        }
     }
     return 0;
 }
