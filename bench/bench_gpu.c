@@ -358,6 +358,25 @@ static void profile_paths(ls_cuda_ctx *x, int64_t B, double (*ms)[3]) {
     cudaFree(out);
 }
 
+/* The profiles' expert indices, P = rows x k of them, to the device: a pseudo-random expert
+ * per pair from a fixed LCG (the same in every call and profile), so the pairs spread
+ * evenly over the E experts as a trained router's roughly do. */
+static void upload_routing(int64_t *d_idx, int64_t P, int64_t E, int64_t k) {
+    int64_t *h = malloc((size_t)(P > 0 ? P : 1) * 8);
+    if (!h) {
+        fprintf(stderr, "bench_gpu: out of memory\n");
+        exit(2);
+    }
+    uint64_t s = 12345;
+    for (int64_t i = 0; i < P; i++) {
+        const int64_t base =
+            (int64_t)((s = s * 6364136223846793005ULL + 1442695040888963407ULL) >> 33) % E;
+        h[i] = (base + i % k) % E;
+    }
+    CU(cudaMemcpy(d_idx, h, (size_t)P * 8, cudaMemcpyHostToDevice));
+    free(h);
+}
+
 /* The MoE expert linears of one layer (gate, up, down over B * k pairs, grouping included)
  * on each path: [0] the invariant kernels (AUTO), [1] the invariant few-pairs kernel with
  * 8-output blocks (NARROW), then cuBLAS over tiles of MOE_TILES[j] pairs, fp32 [2 + j] and
@@ -392,14 +411,7 @@ static void profile_moe(ls_cuda_ctx *x, int64_t B, double *ms) {
     CU(cudaMalloc((void **)&idx, (size_t)P * 8));
     CU(cudaMalloc((void **)&grp, (size_t)ls_cuda_moe_group_len_of(P, E, MOE_TILES[0]) * 4));
     CU(cudaMalloc(&ws, (size_t)ws_bytes));
-    int64_t *hidx = malloc((size_t)P * 8);
-    uint64_t s = 12345;
-    for (int64_t i = 0; i < P; i++) {   /* k distinct experts per row, as profile_step */
-        int64_t base = (int64_t)((s = s * 6364136223846793005ULL + 1442695040888963407ULL) >> 33) % E;
-        hidx[i] = (base + i % k) % E;
-    }
-    CU(cudaMemcpy(idx, hidx, (size_t)P * 8, cudaMemcpyHostToDevice));
-    free(hidx);
+    upload_routing(idx, P, E, k);
     cublasHandle_t hb;   /* the invariant backend has no cuBLAS handle of its own */
     if (cublasCreate(&hb) != CUBLAS_STATUS_SUCCESS) {
         fprintf(stderr, "profile_moe: cublasCreate failed\n");
@@ -458,14 +470,7 @@ static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
     int32_t *grp;   /* the expert grouping of the pairs (ls_cuda_moe_group) */
     const int64_t n_exp = c->num_experts > 1 ? c->num_experts : 1;
     CU(cudaMalloc((void **)&grp, (size_t)ls_cuda_moe_group_len((int64_t)rows, n_exp) * 4));
-    int64_t *hidx = malloc(rows * 8);
-    uint64_t s = 12345;
-    for (size_t i = 0; i < rows; i++) {   /* k distinct experts per row, ascending */
-        int64_t E = c->num_experts > 0 ? c->num_experts : 1;
-        int64_t base = (int64_t)((s = s * 6364136223846793005ULL + 1442695040888963407ULL) >> 33) % E;
-        hidx[i] = (base + (int64_t)(i % (size_t)k)) % E;
-    }
-    CU(cudaMemcpy(idx, hidx, rows * 8, cudaMemcpyHostToDevice));
+    upload_routing(idx, (int64_t)rows, n_exp, k > 1 ? k : 1);
     /* B draws at temperature 1 from the B rows, as the engine's decode step makes them */
     ls_cuda_sample_job *hjobs = calloc((size_t)B, sizeof *hjobs), *jobs;
     for (int64_t j = 0; j < B; j++)
@@ -577,7 +582,6 @@ static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
     cudaFree(tok);
     cudaFree(tlp);
     free(hjobs);
-    free(hidx);
     cudaEventDestroy(e0);
     cudaEventDestroy(e1);
 }
