@@ -146,11 +146,13 @@ int ls_localise(const ls_model *m, const ls_engine_config *cfg, const ls_workloa
                 ls_err *err) {
     memset(out, 0, sizeof *out);
     out->layer = -1;
+    out->replay_differs_at = -1;
     if (seq < 0 || seq >= res->n_seqs || position < 1 || position >= res->seqs[seq].len)
         return ls_errf(err, "localise: no token at sequence %lld position %lld", (long long)seq, (long long)position);
     const ls_engine_seq *q = &res->seqs[seq];
     *out = (ls_localisation){.seq = seq, .request = q->request, .rollout = q->rollout,
-                             .position = position, .step = q->prov[position].step, .layer = -1};
+                             .position = position, .step = q->prov[position].step, .layer = -1,
+                             .replay_differs_at = -1};
     probe_ctx ec = {.m = m, .step = out->step, .request = q->request, .rollout = q->rollout,
                     .row_pos = position - 1, .state_pos = -1};
     probe_ctx rc = ec;
@@ -163,16 +165,16 @@ int ls_localise(const ls_model *m, const ls_engine_config *cfg, const ls_workloa
     /* the probes mean something only if the replay fed the same tokens to that row: always
      * so on the run's own backend (runs are deterministic); a fast run replayed in invariant
      * mode may sample differently where its rounding moved a sampling boundary */
-    int64_t differs = replay_differs(&replay, q, position);
+    out->replay_differs_at = replay_differs(&replay, q, position);
     ls_engine_result_free(&replay);
-    if (differs >= 0) {
+    if (ec.oom) { ls_errf(err, "localise: out of memory"); goto done; }
+    if (out->replay_differs_at >= 0) {
         snprintf(out->summary, sizeof out->summary,
                  "not localised: the replay sampled another token at position %lld than the run did",
-                 (long long)differs);
+                 (long long)out->replay_differs_at);
         status = 0;
         goto done;
     }
-    if (ec.oom) { ls_errf(err, "localise: out of memory"); goto done; }
     if (ec.n_caps == 0) { ls_errf(err, "localise: the replay never computed position %lld at step %lld",
                                   (long long)position - 1, (long long)out->step); goto done; }
     rc.state_pos = ec.state_pos < 0 ? 0 : ec.state_pos;

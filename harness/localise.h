@@ -22,6 +22,8 @@ typedef struct ls_localisation {
     int64_t layer;                 /* first layer that differs, -1 if none */
     char component[16];            /* its component */
     char summary[256];             /* e.g. "layer 0 conv state (Mamba)" */
+    int64_t replay_differs_at;     /* -1, or where the replay sampled another token than the
+                                    * run (then nothing was compared: not localised) */
     ls_probe_cmp *probes;          /* every compared (layer, component), in forward order */
     int64_t n_probes;
 } ls_localisation;

@@ -221,28 +221,26 @@ ls_sample_draw_kernel(const T *__restrict__ rows, int64_t vocab, const T *__rest
     }
 }
 
-/* Workspace layout: keys, sorted keys (8 bytes each: either precision, or the f32 path's
- * 64-bit keys), ids, sorted ids (int32), segment offsets, CUB's temporary storage (the
- * largest of the three sorts' needs); each piece 256-byte aligned. */
+/* Workspace layout: keys, sorted keys (8 bytes each: f64 keys, or the f32 path's 64-bit
+ * keys), ids, sorted ids (int32), segment offsets (f64 only), CUB's temporary storage (the
+ * larger of the two sorts' needs); each piece 256-byte aligned. */
 static int64_t ls_al256(int64_t b) { return (b + 255) / 256 * 256; }
 
-template <typename K>
+/* the f64 rows' segmented sort */
 static cudaError_t ls_sample_cub_bytes(int64_t n_rows, int64_t vocab, size_t *bytes) {
     *bytes = 0;
     return cub::DeviceSegmentedSort::StableSortPairsDescending(
-        (void *)NULL, *bytes, (const K *)NULL, (K *)NULL, (const int32_t *)NULL,
+        (void *)NULL, *bytes, (const double *)NULL, (double *)NULL, (const int32_t *)NULL,
         (int32_t *)NULL, n_rows * vocab, n_rows, (const int64_t *)NULL, (const int64_t *)NULL, 0);
 }
 
 extern "C" int64_t ls_cuda_sample_workspace(int64_t n_rows, int64_t vocab) {
     if (n_rows < 1 || vocab < 1) return 0;
-    size_t bf = 0, bd = 0, br = 0;
-    if (ls_sample_cub_bytes<float>(n_rows, vocab, &bf) != cudaSuccess ||
-        ls_sample_cub_bytes<double>(n_rows, vocab, &bd) != cudaSuccess ||
+    size_t bd = 0, br = 0;   /* f64 rows: the segmented sort; f32 rows: the radix sort */
+    if (ls_sample_cub_bytes(n_rows, vocab, &bd) != cudaSuccess ||
         ls_sample_radix_bytes(n_rows, vocab, &br) != cudaSuccess)
         return -1;
-    size_t b = bf > bd ? bf : bd;
-    if (br > b) b = br;
+    const size_t b = bd > br ? bd : br;
     const int64_t n = n_rows * vocab;
     return 2 * ls_al256(n * 8) + 2 * ls_al256(n * 4) + ls_al256((n_rows + 1) * 8) +
            ls_al256((int64_t)b);
@@ -255,7 +253,7 @@ static cudaError_t ls_sample_sort(const double *rows, int64_t n_rows, int64_t vo
                                   void *cub_tmp, const double **sorted, cudaStream_t stream) {
     const int64_t n = n_rows * vocab;
     size_t cub_bytes = 0;
-    cudaError_t e = ls_sample_cub_bytes<double>(n_rows, vocab, &cub_bytes);
+    cudaError_t e = ls_sample_cub_bytes(n_rows, vocab, &cub_bytes);
     if (e != cudaSuccess) return ls_cuda_fail(e, "sample: sizing the segmented sort");
     int64_t blocks = ls_cuda_cdiv(n, 256);
     if (blocks > 65536) blocks = 65536;
