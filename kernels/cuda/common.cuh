@@ -24,6 +24,13 @@ cudaError_t ls_cuda_launched(const char *what);
 
 static inline int64_t ls_cuda_cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+/* Blocks of 256 threads for a grid-stride loop over n elements: one element per thread, at
+ * most 65536 blocks (the loop covers the rest). */
+static inline unsigned ls_cuda_stride_blocks(int64_t n) {
+    const int64_t b = ls_cuda_cdiv(n, 256);
+    return (unsigned)(b > 65536 ? 65536 : b);
+}
+
 /* Device math: the same formulas as kernels/activations.c (CUDA's exp/log/log1p, which may
  * round differently from glibc's on some inputs; +,-,*,/,sqrt are IEEE and identical). */
 __device__ __forceinline__ float ls_exp(float x) { return expf(x); }

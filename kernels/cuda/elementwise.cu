@@ -2,7 +2,7 @@
  * write them: softplus (threshold 20), silu(g) * up, x + y, and a fill (poison / zero). */
 #include "kernels/cuda/common.cuh"
 
-#define LS_EW_BLOCKS(n) ((unsigned)(ls_cuda_cdiv((n), 256) > 65536 ? 65536 : ls_cuda_cdiv((n), 256)))
+#define LS_EW_BLOCKS(n) ls_cuda_stride_blocks(n)
 #define LS_EW_LOOP(i, n)                                                    \
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); \
          i += (int64_t)gridDim.x * blockDim.x)

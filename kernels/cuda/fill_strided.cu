@@ -23,13 +23,12 @@ extern "C" cudaError_t ls_cuda_fill_strided(void *p, int64_t elem_bytes, int64_t
     LS_CUDA_REQUIRE(count == 0 || n <= INT64_MAX / count, "fill_strided: n x count overflows");
     if (n == 0 || count == 0) return cudaSuccess;
     const int64_t total = n * count;
-    int64_t blocks = ls_cuda_cdiv(total, 256);
-    if (blocks > 65536) blocks = 65536;
+    const unsigned blocks = ls_cuda_stride_blocks(total);
     if (elem_bytes == 8)
-        ls_fill_strided_kernel<uint64_t><<<(unsigned)blocks, 256, 0, stream>>>(
+        ls_fill_strided_kernel<uint64_t><<<blocks, 256, 0, stream>>>(
             (uint64_t *)p, n, count, stride, (uint64_t)bits);
     else
-        ls_fill_strided_kernel<uint32_t><<<(unsigned)blocks, 256, 0, stream>>>(
+        ls_fill_strided_kernel<uint32_t><<<blocks, 256, 0, stream>>>(
             (uint32_t *)p, n, count, stride, (uint32_t)bits);
     return ls_cuda_launched("fill_strided");
 }

@@ -55,9 +55,8 @@ static cudaError_t ls_linear_fast(cublasHandle_t h, const T *x, int64_t ldx, int
                             cublasGetStatusString(st));
     if (b) {
         const int64_t total = rows * out;
-        int64_t blocks = ls_cuda_cdiv(total, 256);
-        if (blocks > 65536) blocks = 65536;
-        ls_bias_kernel<T><<<(unsigned)blocks, 256, 0, stream>>>(y, ldy, rows, out, b);
+        const unsigned blocks = ls_cuda_stride_blocks(total);
+        ls_bias_kernel<T><<<blocks, 256, 0, stream>>>(y, ldy, rows, out, b);
         return ls_cuda_launched("linear_fast bias");
     }
     return ls_cuda_launched("linear_fast");

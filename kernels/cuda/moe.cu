@@ -86,9 +86,8 @@ static cudaError_t ls_moe_combine(const T *y, const T *wts, int64_t rows, int64_
                                   T *out, cudaStream_t stream) {
     LS_CUDA_REQUIRE(rows >= 0 && k >= 1 && H >= 1, "moe_combine: bad sizes");
     if (rows == 0) return cudaSuccess;
-    int64_t blocks = ls_cuda_cdiv(rows * H, 256);
-    if (blocks > 65536) blocks = 65536;
-    ls_moe_combine_kernel<T><<<(unsigned)blocks, 256, 0, stream>>>(y, wts, rows, k, H, out);
+    const unsigned blocks = ls_cuda_stride_blocks(rows * H);
+    ls_moe_combine_kernel<T><<<blocks, 256, 0, stream>>>(y, wts, rows, k, H, out);
     return ls_cuda_launched("moe_combine");
 }
 

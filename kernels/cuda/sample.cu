@@ -255,9 +255,8 @@ static cudaError_t ls_sample_sort(const double *rows, int64_t n_rows, int64_t vo
     size_t cub_bytes = 0;
     cudaError_t e = ls_sample_cub_bytes(n_rows, vocab, &cub_bytes);
     if (e != cudaSuccess) return ls_cuda_fail(e, "sample: sizing the segmented sort");
-    int64_t blocks = ls_cuda_cdiv(n, 256);
-    if (blocks > 65536) blocks = 65536;
-    ls_sample_keys_kernel<double><<<(unsigned)blocks, 256, 0, stream>>>(rows, n, vocab,
+    const unsigned blocks = ls_cuda_stride_blocks(n);
+    ls_sample_keys_kernel<double><<<blocks, 256, 0, stream>>>(rows, n, vocab,
                                                                        (double *)keys, ids);
     if ((e = ls_cuda_launched("sample_keys")) != cudaSuccess) return e;
     ls_sample_offsets_kernel<<<(unsigned)ls_cuda_cdiv(n_rows + 1, 256), 256, 0, stream>>>(
@@ -278,9 +277,8 @@ static cudaError_t ls_sample_sort(const float *rows, int64_t n_rows, int64_t voc
     size_t cub_bytes = 0;
     cudaError_t e = ls_sample_radix_bytes(n_rows, vocab, &cub_bytes);
     if (e != cudaSuccess) return ls_cuda_fail(e, "sample: sizing the radix sort");
-    int64_t blocks = ls_cuda_cdiv(n, 256);
-    if (blocks > 65536) blocks = 65536;
-    ls_sample_keys64_kernel<<<(unsigned)blocks, 256, 0, stream>>>(rows, n, vocab,
+    const unsigned blocks = ls_cuda_stride_blocks(n);
+    ls_sample_keys64_kernel<<<blocks, 256, 0, stream>>>(rows, n, vocab,
                                                                  (uint64_t *)keys, ids);
     if ((e = ls_cuda_launched("sample_keys64")) != cudaSuccess) return e;
     e = cub::DeviceRadixSort::SortPairs(cub_tmp, cub_bytes, (const uint64_t *)keys,
@@ -289,7 +287,7 @@ static cudaError_t ls_sample_sort(const float *rows, int64_t n_rows, int64_t voc
     if (e != cudaSuccess) return ls_cuda_fail(e, "sample: radix sort");
     if ((e = ls_cuda_launched("sample_sort")) != cudaSuccess) return e;
     /* the sorted rank keys as floats, into the (now free) unsorted keys' space */
-    ls_sample_unkey64_kernel<<<(unsigned)blocks, 256, 0, stream>>>((const uint64_t *)skeys, n,
+    ls_sample_unkey64_kernel<<<blocks, 256, 0, stream>>>((const uint64_t *)skeys, n,
                                                                   (float *)keys);
     *sorted = (const float *)keys;
     return ls_cuda_launched("sample_unkey64");
