@@ -13,11 +13,14 @@
 
 #include <stdint.h>
 
+/* Partial sums of a long row reduction (kernels/lanesum.c): rmsnorm and logsoftmax. */
+#define LS_SUM_LANES 256
+
 #define LS_KERNEL_DECLS(T, S)                                                                   \
     /* y[m][o] = sum_k w[o][k] * x[m][k] (+ b[o]); fixed k order, 8 interleaved partial sums */ \
     void ls_linear_##S(const T *x, int64_t rows, int64_t in, const T *w, const T *b,          \
                        int64_t out, T *y);                                                     \
-    /* y = w * (x / sqrt(mean(x^2) + eps)), per row of n */                                    \
+    /* y = w * (x / sqrt(mean(x^2) + eps)), per row of n; sum of squares in lanes */           \
     void ls_rmsnorm_##S(const T *x, int64_t rows, int64_t n, const T *w, double eps, T *y);    \
     T ls_silu_##S(T x);                                                                        \
     T ls_softplus_##S(T x);                                                                    \
@@ -43,8 +46,10 @@
      * idx and wts are returned in ascending expert order, the order outputs are summed in. */ \
     void ls_moe_route_##S(const T *logits, int64_t n_experts, int64_t k, T *probs,            \
                           int64_t *idx, T *wts);                                               \
-    /* out = x - logsumexp(x) for one row of n */                                              \
-    void ls_logsoftmax_##S(const T *x, int64_t n, T *out);
+    /* out = x - logsumexp(x) for one row of n; the sum of exps in lanes (lanesum.c) */        \
+    void ls_logsoftmax_##S(const T *x, int64_t n, T *out);                                     \
+    /* lane[0..LS_SUM_LANES-1] folded by the fixed halving tree; returns the sum */            \
+    T ls_lanes_reduce_##S(T *lane);
 
 LS_KERNEL_DECLS(float, f32)
 LS_KERNEL_DECLS(double, f64)

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "kernels/cuda/kernels_cuda.h"
+#include "kernels/kernels.h"
 
 /* Records a message for ls_cuda_error_message() and returns `e`. */
 cudaError_t ls_cuda_fail(cudaError_t e, const char *fmt, ...)
@@ -48,6 +49,29 @@ template <typename T> __device__ __forceinline__ T ls_silu(T x) {
 template <typename T> __device__ __forceinline__ T ls_softplus(T x) {
     return x > (T)20 ? x : ls_log1p(ls_exp(x));
 }
+/* kernels/lanesum.c's fold in a block of LS_SUM_LANES threads: thread l brings lane l's
+ * partial sum; the halving tree lane[l] += lane[l + h], h = 128 .. 32 through `buf` (shared,
+ * LS_SUM_LANES entries), h = 16 .. 1 by shuffles inside warp 0 (lane l receives lane l + h,
+ * the same addition). Every thread gets the sum. Ends with a barrier, so `buf` may be reused. */
+template <typename T> __device__ T ls_block_lanes_reduce(T v, T *buf) {
+    const int l = threadIdx.x;
+    buf[l] = v;
+    __syncthreads();
+    for (int h = LS_SUM_LANES / 2; h >= 32; h /= 2) {
+        if (l < h) buf[l] += buf[l + h];
+        __syncthreads();
+    }
+    if (l < 32) {
+        T x = buf[l];
+        for (int h = 16; h > 0; h /= 2) x += __shfl_down_sync(0xffffffffu, x, h);
+        if (l == 0) buf[0] = x;
+    }
+    __syncthreads();
+    const T sum = buf[0];
+    __syncthreads();
+    return sum;
+}
+
 template <typename T> __device__ __forceinline__ T ls_nan();
 template <> __device__ __forceinline__ float ls_nan<float>() { return __int_as_float(0x7fc00000); }
 template <> __device__ __forceinline__ double ls_nan<double>() {

@@ -1,18 +1,17 @@
-/* log_softmax per row (one block per row) in kernels/logsoftmax.c's order: mx = max (exact
- * in any order), s = sum exp(x_i - mx) in index order (the block computes a chunk of 256
- * exps in parallel, thread 0 adds them in order), lse = mx + log(s), out = x - lse.
+/* log_softmax per row (one block of 256 threads per row) in kernels/logsoftmax.c's order:
+ * mx = max (exact in any order), s = sum exp(x_i - mx) with a thread per lane of
+ * kernels/lanesum.c and then its fixed tree, lse = mx + log(s), out = x - lse.
  * And the gather of each row's token logprob. */
 #include <math.h>
 
 #include "kernels/cuda/common.cuh"
 
-#define LS_LSM_THREADS 256
+#define LS_LSM_THREADS LS_SUM_LANES
 
 template <typename T>
 __global__ void __launch_bounds__(LS_LSM_THREADS)
 ls_logsoftmax_kernel(const T *x, int64_t ldx, int64_t n, T *out, int64_t ldo) {
     __shared__ T buf[LS_LSM_THREADS];
-    __shared__ T lse_s;
     const int tid = threadIdx.x;
     const int64_t r = blockIdx.x;
     const T *xr = x + r * ldx;
@@ -27,20 +26,9 @@ ls_logsoftmax_kernel(const T *x, int64_t ldx, int64_t n, T *out, int64_t ldo) {
     }
     mx = buf[0];
     __syncthreads();   /* everyone has read buf[0] before it is reused */
-    T s = 0;           /* meaningful in thread 0 only */
-    for (int64_t base = 0; base < n; base += LS_LSM_THREADS) {
-        const int64_t i = base + tid;
-        if (i < n) buf[tid] = ls_exp(xr[i] - mx);
-        __syncthreads();
-        if (tid == 0) {
-            const int64_t m = n - base < LS_LSM_THREADS ? n - base : LS_LSM_THREADS;
-            for (int64_t j = 0; j < m; j++) s += buf[j];
-        }
-        __syncthreads();
-    }
-    if (tid == 0) lse_s = mx + ls_log(s);
-    __syncthreads();
-    const T lse = lse_s;
+    T lane = 0;
+    for (int64_t i = tid; i < n; i += LS_LSM_THREADS) lane += ls_exp(xr[i] - mx);
+    const T lse = mx + ls_log(ls_block_lanes_reduce(lane, buf));
     for (int64_t i = tid; i < n; i += LS_LSM_THREADS) orow[i] = xr[i] - lse;
 }
 

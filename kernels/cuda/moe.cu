@@ -1,5 +1,5 @@
-/* MoE routing and combine. Route: one thread per row runs kernels/moe.c's code (log-softmax
- * in its order, exp, k selection passes with ties to the lower index, insertion sort to
+/* MoE routing and combine. Route: one thread per row runs kernels/moe.c's code (its log-softmax
+ * in index order, exp, k selection passes with ties to the lower index, insertion sort to
  * ascending expert order, weights not renormalised). Combine: out = 0, then out +=
  * y_t * w_t for the row's k slots in ascending expert order, one thread per element.
  * The experts themselves run through ls_cuda_linear_moe over (row, slot) pairs, grouped by
@@ -29,7 +29,7 @@ __global__ void ls_moe_route_kernel(const T *__restrict__ logits, int64_t ld, in
     T *pr = probs + r * E;
     int64_t *ix = idx + r * k;
     T *wr = wts + r * k;
-    /* ls_logsoftmax */
+    /* moe.c's route_logsoftmax */
     T mx = -INFINITY;
     for (int64_t e = 0; e < E; e++) if (lr[e] > mx) mx = lr[e];
     T s = 0;

@@ -1,35 +1,24 @@
-/* RMSNorm, one block per row. The sum of squares runs in index order (as
- * kernels/rmsnorm.c): the block squares a chunk of 256 elements in parallel (each square
- * is one rounding, the same whoever computes it), then thread 0 adds the chunk in order.
- * So the result is the CPU twin's, bit for bit, and independent of the batch. */
+/* RMSNorm, one block of 256 threads per row. The sum of squares in kernels/rmsnorm.c's
+ * order: a thread per lane of kernels/lanesum.c (each square one rounding, the same whoever
+ * computes it), then the lanes' fixed tree. So the result is the CPU twin's, bit for bit,
+ * and independent of the batch. */
 #include "kernels/cuda/common.cuh"
 
-#define LS_RMS_THREADS 256
+#define LS_RMS_THREADS LS_SUM_LANES
 
 template <typename T>
 __global__ void __launch_bounds__(LS_RMS_THREADS)
 ls_rmsnorm_kernel(const T *x, int64_t ldx, int64_t n, const T *__restrict__ w, T eps, T *y,
                   int64_t ldy) {
-    __shared__ T sq[LS_RMS_THREADS];
-    __shared__ T inv_s;
+    __shared__ T buf[LS_RMS_THREADS];
     const int64_t r = blockIdx.x;
     const int tid = threadIdx.x;
     const T *xr = x + r * ldx;
     T *yr = y + r * ldy;
-    T ss = 0;   /* meaningful in thread 0 only */
-    for (int64_t base = 0; base < n; base += LS_RMS_THREADS) {
-        const int64_t i = base + tid;
-        if (i < n) sq[tid] = xr[i] * xr[i];
-        __syncthreads();
-        if (tid == 0) {
-            const int64_t m = n - base < LS_RMS_THREADS ? n - base : LS_RMS_THREADS;
-            for (int64_t j = 0; j < m; j++) ss += sq[j];
-        }
-        __syncthreads();
-    }
-    if (tid == 0) inv_s = (T)1 / ls_sqrt(ss / (T)n + eps);
-    __syncthreads();
-    const T inv = inv_s;
+    T lane = 0;
+    for (int64_t i = tid; i < n; i += LS_RMS_THREADS) lane += xr[i] * xr[i];
+    const T ss = ls_block_lanes_reduce(lane, buf);
+    const T inv = (T)1 / ls_sqrt(ss / (T)n + eps);
     for (int64_t i = tid; i < n; i += LS_RMS_THREADS) yr[i] = w[i] * (xr[i] * inv);
 }
 
