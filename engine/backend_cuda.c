@@ -279,12 +279,9 @@ static int cu_sample(const ls_backend *b, const ls_sample_draw *draws, int64_t n
                            (long long)j, (long long)draws[j].row, (long long)x->kept_rows);
         if (ls_sampling_check(&draws[j].sampling, err)) return ls_err_prefix(err, "backend cuda: ");
     }
-    const int64_t work = ls_cuda_sample_workspace(x->kept_rows, V);
-    if (work < 0) return ls_errf(err, "backend cuda: cannot size the sampler's sort");
     const int64_t jb = (n * (int64_t)sizeof(ls_cuda_sample_job) + 15) / 16 * 16;
     const int64_t tb = (n * 4 + 15) / 16 * 16, bytes = jb + tb + n * 8;
-    if (ls_cuda_grow(&x->sample_work, &x->sample_work_bytes, work, 0, err) ||
-        ls_cuda_grow(&x->draw_h, &x->draw_h_bytes, bytes, 1, err) ||
+    if (ls_cuda_grow(&x->draw_h, &x->draw_h_bytes, bytes, 1, err) ||
         ls_cuda_grow(&x->draw_d, &x->draw_d_bytes, bytes, 0, err))
         return -1;
     ls_cuda_sample_job *jobs = x->draw_h;
@@ -295,16 +292,23 @@ static int cu_sample(const ls_backend *b, const ls_sample_draw *draws, int64_t n
                                        .top_p = draws[j].sampling.top_p,
                                        .seed = draws[j].seed, .request = draws[j].request,
                                        .rollout = draws[j].rollout, .position = draws[j].position};
+    /* the sort's workspace only when some draw keeps a prefix of the ranking */
+    const int sort_rows = ls_cuda_sample_needs_sort(jobs, n, V);
+    if (sort_rows) {
+        const int64_t work = ls_cuda_sample_workspace(x->kept_rows, V);
+        if (work < 0) return ls_errf(err, "backend cuda: cannot size the sampler's sort");
+        if (ls_cuda_grow(&x->sample_work, &x->sample_work_bytes, work, 0, err)) return -1;
+    }
     char *h = x->draw_h, *d = x->draw_d;
     cudaError_t e = cudaMemcpyAsync(d, h, (size_t)jb, cudaMemcpyHostToDevice, x->stream);
     if (e != cudaSuccess) return ls_cuda_errf(err, e, 0, "uploading the draws");
     e = x->m->prec == LS_F64
             ? ls_cuda_sample_f64(x->kept, x->kept_rows, V, (const ls_cuda_sample_job *)d, n,
-                                 x->sample_work, x->sample_work_bytes, (int32_t *)(d + jb),
-                                 (double *)(d + jb + tb), x->stream)
+                                 sort_rows, x->sample_work, x->sample_work_bytes,
+                                 (int32_t *)(d + jb), (double *)(d + jb + tb), x->stream)
             : ls_cuda_sample_f32(x->kept, x->kept_rows, V, (const ls_cuda_sample_job *)d, n,
-                                 x->sample_work, x->sample_work_bytes, (int32_t *)(d + jb),
-                                 (double *)(d + jb + tb), x->stream);
+                                 sort_rows, x->sample_work, x->sample_work_bytes,
+                                 (int32_t *)(d + jb), (double *)(d + jb + tb), x->stream);
     if (e != cudaSuccess) return ls_cuda_errf(err, e, 1, "sampling");
     e = cudaMemcpyAsync(h + jb, d + jb, (size_t)(tb + n * 8), cudaMemcpyDeviceToHost, x->stream);
     if (e == cudaSuccess) e = cudaStreamSynchronize(x->stream);
@@ -312,6 +316,10 @@ static int cu_sample(const ls_backend *b, const ls_sample_draw *draws, int64_t n
     x->pack_live = 0;
     memcpy(tokens, h + jb, (size_t)n * sizeof *tokens);
     memcpy(lps, h + jb + tb, (size_t)n * sizeof *lps);
+    for (int64_t j = 0; j < n; j++)
+        if (tokens[j] < 0 || tokens[j] >= V)
+            return ls_errf(err, "backend cuda: the sampler returned token %d for draw %lld "
+                                "(vocabulary %lld)", tokens[j], (long long)j, (long long)V);
     return 0;
 }
 

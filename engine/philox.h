@@ -22,4 +22,9 @@ void ls_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]
 double ls_uniform(uint64_t seed, uint64_t request, uint64_t rollout, uint64_t position,
                   uint32_t draw);
 
+/* The exponential race's uniform for token `token` of the draw at (seed, request, rollout,
+ * position): strictly inside (0, 1), independent of ls_uniform's draws. */
+double ls_token_uniform(uint64_t seed, uint64_t request, uint64_t rollout, uint64_t position,
+                        uint32_t token);
+
 #endif

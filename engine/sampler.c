@@ -1,6 +1,6 @@
 #include "engine/sampler.h"
 
-#include "engine/philox.h"
+#include "engine/philox_core.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -82,6 +82,37 @@ static int64_t rank_at(ranking *r, int64_t j, double *w) {
     return (int64_t)r->heap[r->vocab - 1 - j];
 }
 
+/* The exponential race: candidate i's key is w_i / E_i with E_i = -log(u_i) an exponential
+ * variate (u_i = the token's own uniform, ls_token_uniform_core); the largest key wins,
+ * ties to the lower id. P(i wins) = w_i / sum of the candidates' w, exactly the categorical
+ * draw, with no running sum: each key depends only on its own token, and a max is exact in
+ * any order, so the device finds the same token in parallel. */
+typedef struct race {
+    uint32_t sk[2];
+    uint64_t position;
+    double key;
+    int64_t id;
+} race;
+
+static void race_enter(race *rc, int64_t id, double w, double u) {
+    double e = -log(u);
+    double key = w / e;
+    if (key > rc->key || (key == rc->key && id < rc->id)) {
+        rc->key = key;
+        rc->id = id;
+    }
+}
+
+/* Every token of the row a candidate: no ranking needed, uniforms two per Philox block. */
+static void race_all(race *rc, const ranking *r) {
+    for (int64_t i = 0; i < r->vocab; i += 2) {
+        double u[2];
+        ls_token_pair_core(rc->sk, rc->position, (uint32_t)(i / 2), u);
+        for (int64_t t = i; t < i + 2 && t < r->vocab; t++)
+            race_enter(rc, t, weight_of(r, t), u[t - i]);
+    }
+}
+
 int32_t ls_sample(const double *logprobs, int64_t vocab, const ls_sampling *s, uint64_t seed,
                   uint64_t request, uint64_t rollout, uint64_t position, double *scratch) {
     if (vocab < 1 || vocab > INT32_MAX || ls_sampling_check(s, NULL) < 0) return -1;
@@ -89,29 +120,38 @@ int32_t ls_sample(const double *logprobs, int64_t vocab, const ls_sampling *s, u
     double lp_max = rank_key(logprobs[top]);
     if (s->temperature == 0.0 || !isfinite(lp_max)) return top;
 
+    race rc = {{0, 0}, position, -HUGE_VAL, -1};
+    ls_stream_key_core(seed, request, rollout, rc.sk);
+    ranking r = {logprobs, NULL, NULL, vocab, vocab, 0, lp_max, s->temperature};
+    int64_t keep = s->top_k == 0 || s->top_k > vocab ? vocab : s->top_k;
+    if (keep == vocab && s->top_p >= 1.0) {
+        race_all(&rc, &r);
+        return (int32_t)rc.id;
+    }
+
     double *owned = NULL;
     if (!scratch) {
         owned = malloc((size_t)vocab * 2 * sizeof *owned);
         if (!owned) return -1;
         scratch = owned;
     }
-    ranking r = {logprobs, scratch, scratch + vocab, vocab, vocab, 0, lp_max, s->temperature};
+    r.heap = scratch;
+    r.weight = scratch + vocab;
     for (int64_t i = 0; i < vocab; i++) r.heap[i] = (double)i;
     for (int64_t i = vocab / 2 - 1; i >= 0; i--) sift_down(&r, i);
 
-    int64_t keep = s->top_k == 0 || s->top_k > vocab ? vocab : s->top_k;
-    double w, total = 0.0;
-    if (keep < vocab) {
-        for (int64_t j = 0; j < keep; j++) {
-            (void)rank_at(&r, j, &w);
-            total += w;
-        }
-    } else {
-        /* All tokens kept: sum in id order, so no full sort is needed. */
-        for (int64_t i = 0; i < vocab; i++) total += weight_of(&r, i);
-    }
-
+    double w;
     if (s->top_p < 1.0) {
+        double total = 0.0;
+        if (keep < vocab) {
+            for (int64_t j = 0; j < keep; j++) {
+                (void)rank_at(&r, j, &w);
+                total += w;
+            }
+        } else {
+            /* All tokens kept: sum in id order, so no full sort is needed. */
+            for (int64_t i = 0; i < vocab; i++) total += weight_of(&r, i);
+        }
         double cum = 0.0, need = s->top_p * total;
         int64_t j = 0;
         while (j < keep) {
@@ -121,21 +161,12 @@ int32_t ls_sample(const double *logprobs, int64_t vocab, const ls_sampling *s, u
             if (cum >= need) break;
         }
         keep = j;
-        total = cum;
     }
 
-    double target = ls_uniform(seed, request, rollout, position, 0) * total;
-    double cum = 0.0;
-    int64_t last = top; /* rounding can leave cum <= target at the end: fall back
-                         * to the last token that carries weight */
-    int32_t out = -1;
-    for (int64_t j = 0; j < keep && out < 0; j++) {
+    for (int64_t j = 0; j < keep; j++) {
         int64_t id = rank_at(&r, j, &w);
-        cum += w;
-        if (w > 0.0) last = id;
-        if (cum > target) out = (int32_t)id;
+        race_enter(&rc, id, w, ls_token_uniform_core(rc.sk, position, (uint32_t)id));
     }
-    if (out < 0) out = (int32_t)last;
     free(owned);
-    return out;
+    return (int32_t)rc.id;
 }

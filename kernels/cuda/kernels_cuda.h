@@ -57,14 +57,10 @@ int ls_cuda_device_available(void);
  *          at small batch) and for products with few outputs, where the tiled kernel would
  *          get few blocks, each walking all of K.
  *   TILED: 32 rows (pairs) x 64 outputs per block, 8 x 8 per thread: arithmetic-bound work.
- *   NARROW: FEW with 8 outputs per 64-thread block: 4x the blocks, for products whose
- *          32-output blocks are too few to keep enough loads in flight (x_proj, the router,
- *          one expert's pairs at decode). Not chosen by AUTO yet: it has not been measured on
- *          a GPU (bench_gpu prints it next to the others).
  *   AUTO:  linear: FEW up to 8 rows; above, TILED once its grid has >= 96 blocks of 32 rows x
  *          64 outputs (enough to spread over the SMs), FEW below (ls_cuda_linear_auto_path). MoE: FEW at
  *          <= LS_CUDA_MOE_FEW_PER_EXPERT pairs per expert on average, TILED otherwise. */
-enum { LS_CUDA_PATH_AUTO = 0, LS_CUDA_PATH_FEW = 1, LS_CUDA_PATH_TILED = 2, LS_CUDA_PATH_NARROW = 3 };
+enum { LS_CUDA_PATH_AUTO = 0, LS_CUDA_PATH_FEW = 1, LS_CUDA_PATH_TILED = 2 };
 
 typedef struct ls_cuda_batch {
     int64_t n_seqs;              /* host */
@@ -290,18 +286,23 @@ typedef struct ls_cuda_sample_job {
     uint64_t seed, request, rollout, position;
 } ls_cuda_sample_job;
 
+/* Whether any of these draws (a host array) keeps only a prefix of its row's ranking (top_k
+ * below vocab or top_p < 1 at temperature > 0), so that the rows must be sorted first. */
+int ls_cuda_sample_needs_sort(const ls_cuda_sample_job *jobs, int64_t n_jobs, int64_t vocab);
 /* Bytes of device workspace ls_cuda_sample_* needs for n_rows rows of `vocab` (-1 if the
  * sort cannot be sized). */
 int64_t ls_cuda_sample_workspace(int64_t n_rows, int64_t vocab);
 /* tokens[j], lps[j] = the token of draw jobs[j] (a device array) and its log-probability
- * (the row's value widened to double), exactly ls_sample's definition: every sum in the
- * host's order, so a token can differ from the host's only where CUDA's exp rounds
- * differently from glibc's at a cumulative-weight boundary. */
+ * (the row's value widened to double), exactly ls_sample's definition: the exponential race,
+ * and top_p's sums in the host's order, so a token can differ from the host's only where
+ * CUDA's exp or log rounds differently from glibc's at a tie. sort_rows: nonzero to sort the
+ * rows first, required when ls_cuda_sample_needs_sort says so (a draw that needs the
+ * ranking without it returns token -1 and a NaN log-probability). */
 #define LS_CUDA_SAMPLE_DECL(T, S)                                                             \
     cudaError_t ls_cuda_sample_##S(const T *rows, int64_t n_rows, int64_t vocab,               \
-                                   const ls_cuda_sample_job *jobs, int64_t n_jobs, void *work, \
-                                   int64_t work_bytes, int32_t *tokens, double *lps,           \
-                                   cudaStream_t stream);
+                                   const ls_cuda_sample_job *jobs, int64_t n_jobs,             \
+                                   int sort_rows, void *work, int64_t work_bytes,              \
+                                   int32_t *tokens, double *lps, cudaStream_t stream);
 LS_CUDA_SAMPLE_DECL(float, f32)
 LS_CUDA_SAMPLE_DECL(double, f64)
 

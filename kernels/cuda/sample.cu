@@ -1,13 +1,16 @@
 /* Token sampling on the device: engine/sampler.c's definition (ls_sample), so the engine
  * downloads a token id and its log-probability per draw instead of a vocabulary-wide row.
  *
- * The definition is sequential: candidates in rank order (log-probability descending, then
- * token id ascending), cumulative weights summed one by one in that order, the first token
- * whose cumulative weight exceeds u * total. The device keeps every one of those sums in
- * the host's order, so only exp() can differ (CUDA's double exp and glibc's may round
- * differently in the last place); a token differs from the host's only when u * total
- * falls within rounding of a cumulative-weight boundary.
+ * The draw is the exponential race: among the kept tokens, the largest w / -log(u_token),
+ * ties to the lower id. Each key depends only on its own token and a max is exact in any
+ * order, so a block finds the host's token in parallel; only exp() and log() can differ
+ * (CUDA's double exp and log may round differently from glibc's in the last place), so a
+ * token differs from the host's only when two keys fall within rounding of each other.
  *
+ * One block per draw (ls_sample_draw_kernel): the greedy token by a block argmax of the rank
+ * keys; at temperature > 0 with every token kept (top_k = 0, top_p = 1: the RL rollout
+ * case) the race over token ids, with no sort at all. Draws that keep a prefix of the
+ * ranking (top_k, top_p) need the rows sorted first (ls_cuda_sample_needs_sort says when):
  *   1. rank keys in the row's precision: NaN -> -inf (the host's rank_key), -0 -> +0 (so
  *      equal values tie exactly, as the host's == does). The host ranks the row widened to
  *      double; widening is exact and keeps the order, so float keys sort the same way at half
@@ -16,15 +19,12 @@
  *      64-bit keys, row then descending key, over all rows at once, which keeps the GPU busy
  *      where the segmented sort gives a whole row to one block): stability keeps ascending
  *      token ids among equal keys, which is the host's tie-break;
- *   3. one block per draw: the block computes weights of a chunk of candidates in parallel
- *      into shared memory, then thread 0 adds them in order (eight loads ahead of the
- *      adds; a chunk of eight is checked for the stopping bound once, at its last sum,
- *      because the weights are >= 0 and so the running sum never decreases). The row's
- *      total is summed in token-id order when every token is kept, in rank order otherwise,
- *      as on the host.
- * Draws with temperature 0 (greedy) and rows with no finite log-probability take rank 0,
- * which is the host's greedy token; when every draw is greedy the sort is still the simplest
- * correct argmax and costs a fraction of a millisecond. */
+ *   3. top_p's prefix by in-order walks (top_p < 1 only): the block computes weights of a
+ *      chunk into shared memory, then thread 0 adds them in the host's order (eight loads
+ *      ahead of the adds; a chunk of eight is checked for the bound once, at its last sum,
+ *      because the weights are >= 0 and so the running sum never decreases); the total in
+ *      token-id order when every token is kept, in rank order otherwise, as on the host;
+ *   4. the race over the kept ranks. */
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_segmented_sort.cuh>
 
@@ -100,13 +100,12 @@ __global__ void ls_sample_offsets_kernel(int64_t n_rows, int64_t vocab, int64_t 
         offs[r] = r * vocab;
 }
 
-/* What a walk stops on. */
-enum { LS_WALK_ALL = 0, LS_WALK_REACH = 1, LS_WALK_EXCEED = 2 };
+/* What a walk stops on: nothing (the total), or the running sum reaching a bound (top_p). */
+enum { LS_WALK_ALL = 0, LS_WALK_REACH = 1 };
 
 struct ls_walk {
     int64_t count;   /* elements consumed (up to and including the stopping one) */
     double cum;      /* their sum, in order */
-    int64_t last;    /* position of the last element with weight > 0, -1 if none */
     int stopped;
 };
 
@@ -114,12 +113,10 @@ struct ls_walk {
  * to r in order. Eight loads go ahead of their eight dependent adds; the bound is checked on
  * the eighth sum only, since weights >= 0 make the running sum non-decreasing (IEEE
  * round-to-nearest addition of a non-negative number never lowers it), and on a hit the
- * first of the eight sums that crosses is the stopping element. */
+ * first of the eight sums that reaches it is the stopping element. */
 __device__ __forceinline__ void ls_walk_chunk(const double *__restrict__ wbuf, int64_t base,
                                               int64_t m, int mode, double bound, ls_walk &r) {
-    auto crossed = [&](double c) {
-        return (mode == LS_WALK_REACH && c >= bound) || (mode == LS_WALK_EXCEED && c > bound);
-    };
+    const bool reach = mode == LS_WALK_REACH;
     int64_t t = 0;
     for (; t + 8 <= m; t += 8) {
         double v[8], c[8];
@@ -128,30 +125,22 @@ __device__ __forceinline__ void ls_walk_chunk(const double *__restrict__ wbuf, i
         c[0] = r.cum + v[0];
 #pragma unroll
         for (int i = 1; i < 8; i++) c[i] = c[i - 1] + v[i];
-        if (mode != LS_WALK_ALL && crossed(c[7])) {
-            int hit = 7;   /* the first crossing; constant indices keep c and v in registers */
+        if (reach && c[7] >= bound) {
+            int hit = 7;   /* the first crossing; constant indices keep c in registers */
             double ch = c[7];
 #pragma unroll
             for (int i = 6; i >= 0; i--)
-                if (crossed(c[i])) hit = i, ch = c[i];
-#pragma unroll
-            for (int q = 0; q < 8; q++)
-                if (q <= hit && v[q] > 0.0) r.last = base + t + q;
+                if (c[i] >= bound) hit = i, ch = c[i];
             r.cum = ch;
             r.count = base + t + hit + 1;
             r.stopped = 1;
             return;
         }
-#pragma unroll
-        for (int i = 0; i < 8; i++)
-            if (v[i] > 0.0) r.last = base + t + i;
         r.cum = c[7];
     }
     for (; t < m; t++) {
-        const double w = wbuf[t];
-        r.cum += w;
-        if (w > 0.0) r.last = base + t;
-        if (mode != LS_WALK_ALL && crossed(r.cum)) {
+        r.cum += wbuf[t];
+        if (reach && r.cum >= bound) {
             r.count = base + t + 1;
             r.stopped = 1;
             return;
@@ -161,13 +150,13 @@ __device__ __forceinline__ void ls_walk_chunk(const double *__restrict__ wbuf, i
 }
 
 /* Sums weight(j) for j = 0, 1, ... n - 1 in that order, stopping after the first j where the
- * running sum reaches (>=, LS_WALK_REACH) or exceeds (>, LS_WALK_EXCEED) `bound`. Called by
- * every thread of the block; every thread gets the result. */
+ * running sum reaches `bound` (>=) in LS_WALK_REACH mode. Called by every thread of the
+ * block; every thread gets the result. */
 template <typename W>
 __device__ ls_walk ls_walk_in_order(int64_t n, W weight, int mode, double bound) {
     __shared__ double wbuf[LS_SAMPLE_CHUNK];
     __shared__ ls_walk res;
-    if (threadIdx.x == 0) res = ls_walk{0, 0.0, -1, 0};
+    if (threadIdx.x == 0) res = ls_walk{0, 0.0, 0};
     __syncthreads();
     for (int64_t base = 0; base < n; base += LS_SAMPLE_CHUNK) {
         const int64_t m = n - base < LS_SAMPLE_CHUNK ? n - base : LS_SAMPLE_CHUNK;
@@ -186,6 +175,47 @@ __device__ ls_walk ls_walk_in_order(int64_t n, W weight, int mode, double bound)
     return out;
 }
 
+/* The block's best (key, id) pair: the largest key, the lowest id among equal keys, so the
+ * result is the same in any order of comparison. Every thread gets it. */
+struct ls_best {
+    double key;
+    int64_t id;
+};
+__device__ __forceinline__ bool ls_beats(double k, int64_t id, const ls_best &b) {
+    return k > b.key || (k == b.key && id < b.id);
+}
+__device__ ls_best ls_block_best(ls_best v) {
+    __shared__ double bk[LS_SAMPLE_THREADS];
+    __shared__ int64_t bi[LS_SAMPLE_THREADS];
+    const int t = threadIdx.x;
+    bk[t] = v.key;
+    bi[t] = v.id;
+    __syncthreads();
+    for (int h = LS_SAMPLE_THREADS / 2; h > 0; h /= 2) {
+        if (t < h && ls_beats(bk[t + h], bi[t + h], ls_best{bk[t], bi[t]})) {
+            bk[t] = bk[t + h];
+            bi[t] = bi[t + h];
+        }
+        __syncthreads();
+    }
+    const ls_best out{bk[0], bi[0]};
+    __syncthreads();   /* bk and bi are reused by the next call */
+    return out;
+}
+
+/* engine/sampler.c's race_enter: key = w / -log(u), in the same operations */
+__device__ __forceinline__ void ls_race_enter(ls_best &b, int64_t id, double w, double u) {
+    const double e = -log(u);
+    const double key = w / e;
+    if (ls_beats(key, id, b)) b = ls_best{key, id};
+}
+
+/* One block per draw: the greedy token (a block argmax of the rank keys), then for a draw
+ * at temperature > 0 the exponential race among the kept tokens, each thread taking
+ * candidates i = t, t + 256, ... and the block keeping the best. All tokens kept (top_k = 0,
+ * top_p = 1): the race runs over token ids and needs no ranking. Otherwise it needs the
+ * sorted rows (skeys, sids; NULL when the caller did not sort: token -1, the contract
+ * broken); top_p's prefix is found by in-order walks as on the host. */
 template <typename T>
 __global__ void __launch_bounds__(LS_SAMPLE_THREADS)
 ls_sample_draw_kernel(const T *__restrict__ rows, int64_t vocab, const T *__restrict__ skeys,
@@ -193,31 +223,50 @@ ls_sample_draw_kernel(const T *__restrict__ rows, int64_t vocab, const T *__rest
                       int32_t *__restrict__ tokens, double *__restrict__ lps) {
     const ls_cuda_sample_job jb = jobs[blockIdx.x];
     const T *row = rows + jb.row * vocab;
-    const T *K = skeys + jb.row * vocab;
-    const int32_t *I = sids + jb.row * vocab;
-    const double lp_max = (double)K[0], temp = jb.temperature;
-    int32_t out = I[0];
+    const int64_t t0 = threadIdx.x;
+    ls_best g{-INFINITY, INT64_MAX};
+    for (int64_t i = t0; i < vocab; i += LS_SAMPLE_THREADS) {
+        const double k = (double)ls_rank_key(row[i]);
+        if (ls_beats(k, i, g)) g = ls_best{k, i};
+    }
+    g = ls_block_best(g);
+    const double lp_max = g.key, temp = jb.temperature;
+    int64_t out = g.id;
     if (temp != 0.0 && isfinite(lp_max)) {
-        auto ranked = [&](int64_t j) { return exp(((double)K[j] - lp_max) / temp); };
-        auto by_id = [&](int64_t i) { return exp(((double)ls_rank_key(row[i]) - lp_max) / temp); };
+        uint32_t sk[2];
+        ls_stream_key_core(jb.seed, jb.request, jb.rollout, sk);
         int64_t keep = jb.top_k == 0 || jb.top_k > vocab ? vocab : jb.top_k;
-        double total = keep < vocab ? ls_walk_in_order(keep, ranked, LS_WALK_ALL, 0.0).cum
-                                    : ls_walk_in_order(vocab, by_id, LS_WALK_ALL, 0.0).cum;
-        if (jb.top_p < 1.0) {
-            const ls_walk p = ls_walk_in_order(keep, ranked, LS_WALK_REACH, jb.top_p * total);
-            keep = p.count;
-            total = p.cum;
+        ls_best b{-INFINITY, INT64_MAX};
+        if (keep == vocab && jb.top_p >= 1.0) {
+            for (int64_t i = t0; i < vocab; i += LS_SAMPLE_THREADS) {
+                const double w = exp(((double)ls_rank_key(row[i]) - lp_max) / temp);
+                ls_race_enter(b, i, w, ls_token_uniform_core(sk, jb.position, (uint32_t)i));
+            }
+            out = ls_block_best(b).id;
+        } else if (!skeys || !sids) {
+            out = -1;
+        } else {
+            const T *K = skeys + jb.row * vocab;
+            const int32_t *I = sids + jb.row * vocab;
+            auto ranked = [&](int64_t j) { return exp(((double)K[j] - lp_max) / temp); };
+            if (jb.top_p < 1.0) {
+                auto by_id = [&](int64_t i) {
+                    return exp(((double)ls_rank_key(row[i]) - lp_max) / temp);
+                };
+                const double total = keep < vocab
+                                         ? ls_walk_in_order(keep, ranked, LS_WALK_ALL, 0.0).cum
+                                         : ls_walk_in_order(vocab, by_id, LS_WALK_ALL, 0.0).cum;
+                keep = ls_walk_in_order(keep, ranked, LS_WALK_REACH, jb.top_p * total).count;
+            }
+            for (int64_t j = t0; j < keep; j += LS_SAMPLE_THREADS)
+                ls_race_enter(b, I[j], ranked(j),
+                              ls_token_uniform_core(sk, jb.position, (uint32_t)I[j]));
+            out = ls_block_best(b).id;
         }
-        const double target =
-            ls_uniform_core(jb.seed, jb.request, jb.rollout, jb.position, 0) * total;
-        const ls_walk s = ls_walk_in_order(keep, ranked, LS_WALK_EXCEED, target);
-        /* rounding can leave the sum <= target at the end: the last token with weight */
-        if (s.stopped) out = I[s.count - 1];
-        else if (s.last >= 0) out = I[s.last];
     }
     if (threadIdx.x == 0) {
-        tokens[blockIdx.x] = out;
-        lps[blockIdx.x] = (double)row[out];
+        tokens[blockIdx.x] = (int32_t)out;
+        lps[blockIdx.x] = out >= 0 ? (double)row[out] : ls_nan<double>();
     }
 }
 
@@ -232,6 +281,15 @@ static cudaError_t ls_sample_cub_bytes(int64_t n_rows, int64_t vocab, size_t *by
     return cub::DeviceSegmentedSort::StableSortPairsDescending(
         (void *)NULL, *bytes, (const double *)NULL, (double *)NULL, (const int32_t *)NULL,
         (int32_t *)NULL, n_rows * vocab, n_rows, (const int64_t *)NULL, (const int64_t *)NULL, 0);
+}
+
+extern "C" int ls_cuda_sample_needs_sort(const ls_cuda_sample_job *jobs, int64_t n_jobs,
+                                          int64_t vocab) {
+    for (int64_t j = 0; j < n_jobs; j++)
+        if (jobs[j].temperature != 0.0 &&
+            ((jobs[j].top_k > 0 && jobs[j].top_k < vocab) || jobs[j].top_p < 1.0))
+            return 1;
+    return 0;
 }
 
 extern "C" int64_t ls_cuda_sample_workspace(int64_t n_rows, int64_t vocab) {
@@ -295,8 +353,8 @@ static cudaError_t ls_sample_sort(const float *rows, int64_t n_rows, int64_t voc
 
 template <typename T>
 static cudaError_t ls_sample(const T *rows, int64_t n_rows, int64_t vocab,
-                             const ls_cuda_sample_job *jobs, int64_t n_jobs, void *work,
-                             int64_t work_bytes, int32_t *tokens, double *lps,
+                             const ls_cuda_sample_job *jobs, int64_t n_jobs, int sort_rows,
+                             void *work, int64_t work_bytes, int32_t *tokens, double *lps,
                              cudaStream_t stream) {
     LS_CUDA_REQUIRE(n_rows >= 0 && n_jobs >= 0 && vocab >= 1 && vocab <= INT32_MAX,
                     "sample: bad sizes rows=%lld vocab=%lld jobs=%lld", (long long)n_rows,
@@ -304,12 +362,14 @@ static cudaError_t ls_sample(const T *rows, int64_t n_rows, int64_t vocab,
     LS_CUDA_REQUIRE(n_jobs <= LS_CUDA_MAX_GRID_X, "sample: %lld draws in one call",
                     (long long)n_jobs);
     if (n_jobs == 0) return cudaSuccess;
-    LS_CUDA_REQUIRE(n_rows >= 1 && rows && jobs && tokens && lps && work,
+    LS_CUDA_REQUIRE(n_rows >= 1 && rows && jobs && tokens && lps,
                     "sample: %lld draws but no rows or buffers", (long long)n_jobs);
-    const int64_t need = ls_cuda_sample_workspace(n_rows, vocab);
-    LS_CUDA_REQUIRE(need > 0 && work_bytes >= need,
-                    "sample: workspace of %lld bytes, %lld needed", (long long)work_bytes,
-                    (long long)need);
+    if (sort_rows) {
+        const int64_t need = ls_cuda_sample_workspace(n_rows, vocab);
+        LS_CUDA_REQUIRE(need > 0 && work && work_bytes >= need,
+                        "sample: workspace of %lld bytes, %lld needed to sort the rows",
+                        (long long)work_bytes, (long long)need);
+    }
     const int64_t n = n_rows * vocab;
     char *p = (char *)work;
     char *keys = p;
@@ -319,21 +379,24 @@ static cudaError_t ls_sample(const T *rows, int64_t n_rows, int64_t vocab,
     int64_t *offs = (int64_t *)(p += ls_al256(n * 4));
     void *cub_tmp = p += ls_al256((n_rows + 1) * 8);
     const T *sorted = NULL;
-    cudaError_t e = ls_sample_sort(rows, n_rows, vocab, keys, skeys, ids, sids, offs, cub_tmp,
-                                   &sorted, stream);
-    if (e != cudaSuccess) return e;
+    if (sort_rows) {
+        cudaError_t e = ls_sample_sort(rows, n_rows, vocab, keys, skeys, ids, sids, offs,
+                                       cub_tmp, &sorted, stream);
+        if (e != cudaSuccess) return e;
+    }
     ls_sample_draw_kernel<T><<<(unsigned)n_jobs, LS_SAMPLE_THREADS, 0, stream>>>(
-        rows, vocab, sorted, sids, jobs, tokens, lps);
+        rows, vocab, sorted, sort_rows ? sids : NULL, jobs, tokens, lps);
     return ls_cuda_launched("sample_draw");
 }
 
 #define LS_INST(T, S)                                                                         \
     extern "C" cudaError_t ls_cuda_sample_##S(const T *rows, int64_t n_rows, int64_t vocab,    \
                                               const ls_cuda_sample_job *jobs, int64_t n_jobs,  \
-                                              void *work, int64_t work_bytes, int32_t *tokens, \
-                                              double *lps, cudaStream_t stream) {              \
-        return ls_sample<T>(rows, n_rows, vocab, jobs, n_jobs, work, work_bytes, tokens, lps,  \
-                            stream);                                                           \
+                                              int sort_rows, void *work, int64_t work_bytes,   \
+                                              int32_t *tokens, double *lps,                    \
+                                              cudaStream_t stream) {                           \
+        return ls_sample<T>(rows, n_rows, vocab, jobs, n_jobs, sort_rows, work, work_bytes,    \
+                            tokens, lps, stream);                                              \
     }
 LS_INST(float, f32)
 LS_INST(double, f64)

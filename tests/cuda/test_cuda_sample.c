@@ -5,11 +5,14 @@
  * The host widens each row to double exactly as the engine does; the returned
  * log-probability must be that row's value of the token, bit for bit.
  *
- * The device's sums run in the host's order, so only exp() can round differently; a token
- * could then differ only where u * total lands within an ulp of a cumulative boundary, which
- * none of these draws comes near (a mismatch is reported with its draw and fails the test).
- * Also: the same draws twice give the same tokens, and a draw's token does not depend on
- * the other draws of the call. Without a usable GPU the test exits 77 (skipped). */
+ * The draw is the exponential race (a max of per-token keys) and top_p's sums run in the
+ * host's order, so only exp() and log() can round differently; a token could then differ
+ * only where two keys (or a top_p sum and its bound) fall within an ulp, which none of these
+ * draws comes near (a mismatch is reported with its draw and fails the test). Every call runs
+ * twice: with the rows sorted only when ls_cuda_sample_needs_sort says so, and always
+ * sorted; the tokens must agree. Also: the same draws twice give the same tokens, a draw's
+ * token does not depend on the other draws of the call, and a draw that needs the ranking
+ * without sorted rows returns -1. Without a usable GPU the test exits 77 (skipped). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -52,9 +55,10 @@ static void make_row(double *lp, int64_t V, int kind) {
 typedef struct { int64_t V, rows; } shape;
 
 /* Runs every draw of `jobs` on the device over rows (host, [n_rows][V] as double) stored in
- * precision f64 or f32; returns the number of mismatches with ls_sample. */
+ * precision f64 or f32, with the rows sorted as ls_cuda_sample_needs_sort says (sort < 0) or
+ * as `sort` says; returns the number of mismatches with ls_sample. */
 static int64_t check_call(const double *rows, int64_t n_rows, int64_t V, int f64,
-                          const ls_cuda_sample_job *jobs, int64_t n, int32_t *tok_out) {
+                          const ls_cuda_sample_job *jobs, int64_t n, int sort, int32_t *tok_out) {
     const size_t esz = f64 ? 8 : 4;
     void *h = malloc((size_t)(n_rows * V) * esz);
     double *widened = malloc((size_t)(n_rows * V) * sizeof *widened);
@@ -77,10 +81,11 @@ static int64_t check_call(const double *rows, int64_t n_rows, int64_t V, int f64
     CU(cudaMemcpy(d_rows, h, (size_t)(n_rows * V) * esz, cudaMemcpyHostToDevice));
     CU(cudaMemcpy(d_jobs, jobs, (size_t)n * sizeof *d_jobs, cudaMemcpyHostToDevice));
     CU(cudaMemset(d_tok, 0xFF, (size_t)n * 4));
+    const int sort_rows = sort < 0 ? ls_cuda_sample_needs_sort(jobs, n, V) : sort;
     if (f64)
-        CU(ls_cuda_sample_f64(d_rows, n_rows, V, d_jobs, n, work, wb, d_tok, d_lp, 0));
+        CU(ls_cuda_sample_f64(d_rows, n_rows, V, d_jobs, n, sort_rows, work, wb, d_tok, d_lp, 0));
     else
-        CU(ls_cuda_sample_f32(d_rows, n_rows, V, d_jobs, n, work, wb, d_tok, d_lp, 0));
+        CU(ls_cuda_sample_f32(d_rows, n_rows, V, d_jobs, n, sort_rows, work, wb, d_tok, d_lp, 0));
     int32_t *tok = malloc((size_t)n * 4);
     double *lp = malloc((size_t)n * 8);
     CU(cudaMemcpy(tok, d_tok, (size_t)n * 4, cudaMemcpyDeviceToHost));
@@ -142,20 +147,34 @@ static void test_against_host(void) {
         }
         for (int f64 = 0; f64 < 2; f64++) {
             int32_t *t1 = malloc((size_t)n * 4), *t2 = malloc((size_t)n * 4);
-            int64_t b = check_call(rows, R, V, f64, jobs, n, t1);
+            int64_t b = check_call(rows, R, V, f64, jobs, n, -1, t1);
             CHECKF(b == 0, "%s V %lld: %lld of %lld draws differ from ls_sample", f64 ? "f64" : "f32",
                    (long long)V, (long long)b, (long long)n);
             bad += b;
             draws += n;
-            /* the same draws again, then the last draw alone: the same tokens */
-            (void)check_call(rows, R, V, f64, jobs, n, t2);
-            CHECKF(memcmp(t1, t2, (size_t)n * 4) == 0, "V %lld: a repeated call differs", (long long)V);
+            /* the same draws again with the rows always sorted, then the last draw alone: the
+             * same tokens */
+            b = check_call(rows, R, V, f64, jobs, n, 1, t2);
+            CHECKF(b == 0 && memcmp(t1, t2, (size_t)n * 4) == 0,
+                   "V %lld: the call with sorted rows differs", (long long)V);
             int32_t alone;
-            (void)check_call(rows, R, V, f64, jobs + n - 1, 1, &alone);
+            (void)check_call(rows, R, V, f64, jobs + n - 1, 1, -1, &alone);
             CHECKF(alone == t1[n - 1], "V %lld: a draw alone (%d) differs from in a batch (%d)",
                    (long long)V, alone, t1[n - 1]);
             free(t1);
             free(t2);
+            /* the draws that keep every token alone: no sort at all */
+            ls_cuda_sample_job *all = calloc((size_t)n, sizeof *all);
+            int64_t na = 0;
+            for (int64_t j = 0; j < n; j++)
+                if (jobs[j].top_k == 0 && jobs[j].top_p == 1.0) all[na++] = jobs[j];
+            CHECK(na > 0 && ls_cuda_sample_needs_sort(all, na, V) == 0);
+            b = check_call(rows, R, V, f64, all, na, -1, NULL);
+            CHECKF(b == 0, "%s V %lld: %lld of %lld unsorted draws differ from ls_sample",
+                   f64 ? "f64" : "f32", (long long)V, (long long)b, (long long)na);
+            bad += b;
+            draws += na;
+            free(all);
         }
         free(rows);
         free(jobs);
@@ -165,19 +184,43 @@ static void test_against_host(void) {
 }
 
 static void test_bad_arguments(void) {
-    ls_cuda_sample_job j = {0};
-    CHECK(ls_cuda_sample_f32(NULL, 1, 0, &j, 1, NULL, 0, NULL, NULL, 0) == cudaErrorInvalidValue);
-    CHECK(ls_cuda_sample_f32(NULL, 0, 10, NULL, 0, NULL, 0, NULL, NULL, 0) == cudaSuccess);
+    ls_cuda_sample_job j = {.row = 0, .temperature = 1.0, .top_k = 3, .top_p = 1.0};
+    CHECK(ls_cuda_sample_needs_sort(&j, 1, 10) == 1);
+    CHECK(ls_cuda_sample_f32(NULL, 1, 0, &j, 1, 1, NULL, 0, NULL, NULL, 0) ==
+          cudaErrorInvalidValue);
+    CHECK(ls_cuda_sample_f32(NULL, 0, 10, NULL, 0, 1, NULL, 0, NULL, NULL, 0) == cudaSuccess);
+    float hrows[10];
+    for (int i = 0; i < 10; i++) hrows[i] = -(float)i;
     void *rows;
-    CU(cudaMalloc(&rows, 40));
+    CU(cudaMalloc(&rows, sizeof hrows));
+    CU(cudaMemcpy(rows, hrows, sizeof hrows, cudaMemcpyHostToDevice));
     int32_t *tok;
-    CU(cudaMalloc((void **)&tok, 16));
-    /* a workspace too small is refused with a message, not overrun */
-    CHECK(ls_cuda_sample_f32(rows, 1, 10, &j, 1, rows, 8, tok, (double *)tok, 0) ==
+    CU(cudaMalloc((void **)&tok, 64));
+    ls_cuda_sample_job *dj;
+    CU(cudaMalloc((void **)&dj, sizeof j));
+    CU(cudaMemcpy(dj, &j, sizeof j, cudaMemcpyHostToDevice));
+    /* a workspace too small for the sort is refused with a message, not overrun */
+    CHECK(ls_cuda_sample_f32(rows, 1, 10, dj, 1, 1, rows, 8, tok, (double *)(tok + 4), 0) ==
           cudaErrorInvalidValue);
     CHECK(strstr(ls_cuda_error_message(), "workspace") != NULL);
+    /* a top_k draw without sorted rows: token -1, the broken contract visible */
+    CU(ls_cuda_sample_f32(rows, 1, 10, dj, 1, 0, NULL, 0, tok, (double *)(tok + 4), 0));
+    int32_t t = 0;
+    CU(cudaMemcpy(&t, tok, 4, cudaMemcpyDeviceToHost));
+    CHECKF(t == -1, "unsorted top_k draw: token %d, want -1", t);
+    /* all tokens kept: no sort and no workspace needed */
+    j.top_k = 0;
+    CHECK(ls_cuda_sample_needs_sort(&j, 1, 10) == 0);
+    CU(cudaMemcpy(dj, &j, sizeof j, cudaMemcpyHostToDevice));
+    CU(ls_cuda_sample_f32(rows, 1, 10, dj, 1, 0, NULL, 0, tok, (double *)(tok + 4), 0));
+    CU(cudaMemcpy(&t, tok, 4, cudaMemcpyDeviceToHost));
+    ls_sampling s = {1.0, 0, 1.0};
+    double wide[10];
+    for (int i = 0; i < 10; i++) wide[i] = hrows[i];
+    CHECKF(t == ls_sample(wide, 10, &s, 0, 0, 0, 0, NULL), "all-kept draw: token %d", t);
     cudaFree(rows);
     cudaFree(tok);
+    cudaFree(dj);
 }
 
 int main(void) {

@@ -74,5 +74,33 @@ int main(void) {
     for (int b = 0; b < 16; b++) chi2 += (buckets[b] - expect) * (buckets[b] - expect) / expect;
     CHECKF(chi2 < 60, "chi2 %g over 15 dof", chi2); /* p ~ 1e-7 */
 
+    /* The race's per-token uniforms: strictly inside (0, 1) on the odd multiples of 2^-53
+     * (so -log(u) is finite and > 0), two tokens per block but not equal, every key part and
+     * the token matter, and never the sampler's own ls_uniform value. */
+    double tsum = 0;
+    int t_range = 1, t_grid = 1, t_pair = 0, t_same_as_draw = 0;
+    for (int i = 0; i < n; i++) {
+        double u = ls_token_uniform(1, 5, 2, 77, (uint32_t)i);
+        if (!(u > 0.0 && u < 1.0)) t_range = 0;
+        double scaled = u * 0x1.0p53;
+        if (scaled != floor(scaled) || fmod(scaled, 2.0) != 1.0) t_grid = 0;
+        if (i % 2 == 1 && u == ls_token_uniform(1, 5, 2, 77, (uint32_t)i - 1)) t_pair++;
+        if (u == ls_uniform(1, 5, 2, 77, (uint32_t)i)) t_same_as_draw++;
+        tsum += u;
+    }
+    CHECK(t_range);
+    CHECK(t_grid);
+    CHECK(t_pair == 0);
+    CHECK(t_same_as_draw == 0);
+    CHECKF(fabs(tsum / n - 0.5) < 0.005, "token uniform mean %g", tsum / n);
+    const double tu = ls_token_uniform(42, 7, 3, 100, 9);
+    CHECK(ls_token_uniform(42, 7, 3, 100, 9) == tu);
+    CHECK(ls_token_uniform(43, 7, 3, 100, 9) != tu);
+    CHECK(ls_token_uniform(42, 8, 3, 100, 9) != tu);
+    CHECK(ls_token_uniform(42, 7, 4, 100, 9) != tu);
+    CHECK(ls_token_uniform(42, 7, 3, 100 + (1ull << 32), 9) != tu);
+    CHECK(ls_token_uniform(42, 7, 3, 100, 9 + 2) != tu);
+    CHECK(ls_token_uniform(42, 7, 3, 100, 0x80000009u) != tu);
+
     return check_status();
 }

@@ -35,15 +35,16 @@ static int32_t naive_sample(const double *lp, int64_t V, const ls_sampling *s, u
     qsort(c, (size_t)V, sizeof *c, cand_cmp);
     int32_t out = (int32_t)c[0].id;
     if (s->temperature == 0 || !isfinite(c[0].lp)) { free(c); return out; }
-    double mx = c[0].lp, total = 0;
+    double mx = c[0].lp;
     int64_t keep = s->top_k == 0 || s->top_k > V ? V : s->top_k;
-    if (keep < V) {
-        for (int64_t j = 0; j < keep; j++) total += exp((c[j].lp - mx) / s->temperature);
-    } else {
-        for (int64_t i = 0; i < V; i++)
-            total += exp(((isnan(lp[i]) ? -HUGE_VAL : lp[i]) - mx) / s->temperature);
-    }
     if (s->top_p < 1) {
+        double total = 0;
+        if (keep < V) {
+            for (int64_t j = 0; j < keep; j++) total += exp((c[j].lp - mx) / s->temperature);
+        } else {
+            for (int64_t i = 0; i < V; i++)
+                total += exp(((isnan(lp[i]) ? -HUGE_VAL : lp[i]) - mx) / s->temperature);
+        }
         double cum = 0;
         int64_t j = 0;
         while (j < keep) {
@@ -52,18 +53,21 @@ static int32_t naive_sample(const double *lp, int64_t V, const ls_sampling *s, u
             if (cum >= s->top_p * total) break;
         }
         keep = j;
-        total = cum;
     }
-    double target = ls_uniform(seed, req, roll, pos, 0) * total, cum = 0;
-    int64_t last = c[0].id, pick = -1;
-    for (int64_t j = 0; j < keep && pick < 0; j++) {
+    /* the exponential race over the kept tokens, in sorted order (any order gives the same
+     * winner): largest w / -log(u_token), lowest id on ties */
+    double best = -HUGE_VAL;
+    int64_t pick = -1;
+    for (int64_t j = 0; j < keep; j++) {
         double w = exp((c[j].lp - mx) / s->temperature);
-        cum += w;
-        if (w > 0) last = c[j].id;
-        if (cum > target) pick = c[j].id;
+        double key = w / -log(ls_token_uniform(seed, req, roll, pos, (uint32_t)c[j].id));
+        if (key > best || (key == best && c[j].id < pick)) {
+            best = key;
+            pick = c[j].id;
+        }
     }
     free(c);
-    return (int32_t)(pick < 0 ? last : pick);
+    return (int32_t)pick;
 }
 
 /* --------------------------------------------------------------------------- */
