@@ -207,7 +207,7 @@ static double engine_run(const ls_model *m, const ls_backend *be, int64_t B, int
 
 typedef struct prof {
     double mamba_lin, attn_lin, dense_mlp, moe, lm_head, logsoftmax, sample;   /* ms */
-    double sample_greedy;   /* ms: the same draws at temperature 0 (the sort, no walk) */
+    double sample_top_p;   /* ms: the same draws with top_p 0.95 (the sort, walks and race) */
     double conv_scan, attention;                                                /* ms */
 } prof;
 
@@ -287,6 +287,17 @@ static void profile_mixers(ls_cuda_ctx *x, int64_t B, prof *q) {
     free(h64), free(hinit), free(hptr);
 }
 
+/* A cuBLAS handle on `stream`: the invariant backend has none of its own. */
+static cublasHandle_t new_cublas(cudaStream_t stream) {
+    cublasHandle_t hb;
+    if (cublasCreate(&hb) != CUBLAS_STATUS_SUCCESS ||
+        cublasSetStream(hb, stream) != CUBLAS_STATUS_SUCCESS) {
+        fprintf(stderr, "bench_gpu: cublasCreate failed\n");
+        exit(2);
+    }
+    return hb;
+}
+
 /* The invariant linear's two kernels on the model's distinct linear shapes, at batch B: the
  * data for ls_cuda_linear's automatic choice (kernels_cuda.h, LS_CUDA_PATH_*). */
 #define N_SHAPES 12
@@ -320,19 +331,29 @@ static int model_shapes(const ls_model *dm, lin_shape *sh) {
     return n;
 }
 
-/* ms per call of the invariant linear on path `path`, B rows of zeros: mean of 5 after one */
-static double time_linear(ls_cuda_ctx *x, const ls_linear *L, int64_t B, int path, float *in,
-                          float *out, cudaEvent_t e0, cudaEvent_t e1) {
+/* Columns of the per-shape table: the invariant linear's two kernels, then cuBLAS (the fast
+ * modes' linear) in pedantic fp32 and TF32. */
+enum { COL_TILED, COL_FEW, COL_CUBLAS_F32, COL_CUBLAS_TF32, N_PATH_COLS };
+
+/* ms per call of one linear on column `col`, B rows of zeros: mean of 5 after one */
+static double time_linear(ls_cuda_ctx *x, cublasHandle_t hb, const ls_linear *L, int64_t B,
+                          int col, float *in, float *out, cudaEvent_t e0, cudaEvent_t e1) {
     for (int it = 0; it < 6; it++) {
         if (it == 1) CU(cudaEventRecord(e0, x->stream));
-        CU(ls_cuda_linear_f32(in, L->in, B, L->in, (const float *)L->w, (const float *)L->b, L->out,
-                              out, L->out, path, x->stream));
+        const float *w = (const float *)L->w, *b = (const float *)L->b;
+        if (col == COL_CUBLAS_F32 || col == COL_CUBLAS_TF32)
+            CU(ls_cuda_linear_fast_f32(hb, in, L->in, B, L->in, w, b, L->out, out, L->out,
+                                       col == COL_CUBLAS_TF32, x->stream));
+        else
+            CU(ls_cuda_linear_f32(in, L->in, B, L->in, w, b, L->out, out, L->out,
+                                  col == COL_TILED ? LS_CUDA_PATH_TILED : LS_CUDA_PATH_FEW,
+                                  x->stream));
     }
     return ms_since(e0, e1, x->stream) / 5.0;
 }
 
-/* ms[shape][0] tiled, [1] few-rows, [2] few-rows narrow, for the shapes of model_shapes */
-static void profile_paths(ls_cuda_ctx *x, int64_t B, double (*ms)[3]) {
+/* ms[shape][col] for the shapes of model_shapes */
+static void profile_paths(ls_cuda_ctx *x, int64_t B, double (*ms)[N_PATH_COLS]) {
     lin_shape sh[N_SHAPES];
     const int n = model_shapes(&x->dm, sh);
     int64_t w = 1;
@@ -344,16 +365,16 @@ static void profile_paths(ls_cuda_ctx *x, int64_t B, double (*ms)[3]) {
     CU(cudaMalloc((void **)&in, (size_t)(B * w) * 4));
     CU(cudaMalloc((void **)&out, (size_t)(B * w) * 4));
     CU(cudaMemset(in, 0, (size_t)(B * w) * 4));
+    cublasHandle_t hb = new_cublas(x->stream);
     cudaEvent_t e0, e1;
     CU(cudaEventCreate(&e0));
     CU(cudaEventCreate(&e1));
-    for (int i = 0; i < n; i++) {
-        ms[i][0] = time_linear(x, sh[i].L, B, LS_CUDA_PATH_TILED, in, out, e0, e1);
-        ms[i][1] = time_linear(x, sh[i].L, B, LS_CUDA_PATH_FEW, in, out, e0, e1);
-        ms[i][2] = time_linear(x, sh[i].L, B, LS_CUDA_PATH_NARROW, in, out, e0, e1);
-    }
+    for (int i = 0; i < n; i++)
+        for (int col = 0; col < N_PATH_COLS; col++)
+            ms[i][col] = time_linear(x, hb, sh[i].L, B, col, in, out, e0, e1);
     cudaEventDestroy(e0);
     cudaEventDestroy(e1);
+    cublasDestroy(hb);
     cudaFree(in);
     cudaFree(out);
 }
@@ -378,12 +399,11 @@ static void upload_routing(int64_t *d_idx, int64_t P, int64_t E, int64_t k) {
 }
 
 /* The MoE expert linears of one layer (gate, up, down over B * k pairs, grouping included)
- * on each path: [0] the invariant kernels (AUTO), [1] the invariant few-pairs kernel with
- * 8-output blocks (NARROW), then cuBLAS over tiles of MOE_TILES[j] pairs, fp32 [2 + j] and
- * TF32 [2 + NT + j]. ms per layer, mean of 5 after one. */
+ * on each path: [0] the invariant kernels (AUTO), then cuBLAS over tiles of MOE_TILES[j]
+ * pairs, fp32 [1 + j] and TF32 [1 + NT + j]. ms per layer, mean of 5 after one. */
 static const int64_t MOE_TILES[] = {32, 64, 128, 256};
 #define N_MOE_TILES 4
-#define N_MOE_COLS (2 + 2 * N_MOE_TILES)
+#define N_MOE_COLS (1 + 2 * N_MOE_TILES)
 static void profile_moe(ls_cuda_ctx *x, int64_t B, double *ms) {
     const ls_model *dm = &x->dm;
     const ls_model_config *c = &dm->cfg;
@@ -412,21 +432,15 @@ static void profile_moe(ls_cuda_ctx *x, int64_t B, double *ms) {
     CU(cudaMalloc((void **)&grp, (size_t)ls_cuda_moe_group_len_of(P, E, MOE_TILES[0]) * 4));
     CU(cudaMalloc(&ws, (size_t)ws_bytes));
     upload_routing(idx, P, E, k);
-    cublasHandle_t hb;   /* the invariant backend has no cuBLAS handle of its own */
-    if (cublasCreate(&hb) != CUBLAS_STATUS_SUCCESS) {
-        fprintf(stderr, "profile_moe: cublasCreate failed\n");
-        exit(2);
-    }
-    CU(cublasSetStream(hb, x->stream) == CUBLAS_STATUS_SUCCESS ? cudaSuccess : cudaErrorUnknown);
+    cublasHandle_t hb = new_cublas(x->stream);
     cudaEvent_t e0, e1;
     CU(cudaEventCreate(&e0));
     CU(cudaEventCreate(&e1));
     const ls_linear *lin[3] = {&e->gate, &e->up, &e->down};
     const int64_t xdiv[3] = {k, k, 1};
     for (int col = 0; col < N_MOE_COLS; col++) {
-        const int fast = col > 1, tf32 = col > 1 + N_MOE_TILES;
-        const int inv_path = col == 1 ? LS_CUDA_PATH_NARROW : LS_CUDA_PATH_AUTO;
-        const int64_t tile = fast ? MOE_TILES[(col - 2) % N_MOE_TILES] : LS_CUDA_MOE_TILE;
+        const int fast = col > 0, tf32 = col > N_MOE_TILES;
+        const int64_t tile = fast ? MOE_TILES[(col - 1) % N_MOE_TILES] : LS_CUDA_MOE_TILE;
         for (int it = 0; it < 6; it++) {
             if (it == 1) CU(cudaEventRecord(e0, x->stream));
             CU(ls_cuda_moe_group_tiles(idx, P, E, tile, grp, x->stream));
@@ -439,7 +453,7 @@ static void profile_moe(ls_cuda_ctx *x, int64_t B, double *ms) {
                                                    tf32, x->stream));
                 else
                     CU(ls_cuda_linear_moe_f32(in, Lq->in, xdiv[q], P, Lq->in, wq, E, grp, Lq->out,
-                                              out, Lq->out, inv_path, x->stream));
+                                              out, Lq->out, LS_CUDA_PATH_AUTO, x->stream));
             }
         }
         ms[col] = ms_since(e0, e1, x->stream) / 5.0;
@@ -476,12 +490,12 @@ static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
     for (int64_t j = 0; j < B; j++)
         hjobs[j] = (ls_cuda_sample_job){.row = j, .temperature = 1.0, .top_p = 1.0, .seed = 3,
                                         .request = (uint64_t)j, .position = 16};
-    ls_cuda_sample_job *jobs0;   /* the same draws greedy: the sampler's sort without its walks */
+    ls_cuda_sample_job *jobs_p;   /* the same draws with top_p: the rows sorted first */
     CU(cudaMalloc((void **)&jobs, (size_t)B * sizeof *jobs));
-    CU(cudaMalloc((void **)&jobs0, (size_t)B * sizeof *jobs0));
+    CU(cudaMalloc((void **)&jobs_p, (size_t)B * sizeof *jobs_p));
     CU(cudaMemcpy(jobs, hjobs, (size_t)B * sizeof *jobs, cudaMemcpyHostToDevice));
-    for (int64_t j = 0; j < B; j++) hjobs[j].temperature = 0.0;
-    CU(cudaMemcpy(jobs0, hjobs, (size_t)B * sizeof *jobs0, cudaMemcpyHostToDevice));
+    for (int64_t j = 0; j < B; j++) hjobs[j].top_p = 0.95;
+    CU(cudaMemcpy(jobs_p, hjobs, (size_t)B * sizeof *jobs_p, cudaMemcpyHostToDevice));
     const int64_t work_bytes = ls_cuda_sample_workspace(B, V);
     void *work;
     int32_t *tok;
@@ -558,11 +572,11 @@ static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
         CU(ls_cuda_logsoftmax_f32(out, V, B, V, out, V, S));
         q.logsoftmax = ms_since(e0, e1, S);
         CU(cudaEventRecord(e0, S));
-        CU(ls_cuda_sample_f32(out, B, V, jobs, B, work, work_bytes, tok, tlp, S));
+        CU(ls_cuda_sample_f32(out, B, V, jobs, B, 0, work, work_bytes, tok, tlp, S));
         q.sample = ms_since(e0, e1, S);
         CU(cudaEventRecord(e0, S));
-        CU(ls_cuda_sample_f32(out, B, V, jobs0, B, work, work_bytes, tok, tlp, S));
-        q.sample_greedy = ms_since(e0, e1, S);
+        CU(ls_cuda_sample_f32(out, B, V, jobs_p, B, 1, work, work_bytes, tok, tlp, S));
+        q.sample_top_p = ms_since(e0, e1, S);
         *p = q;
     }
 #undef LIN
@@ -577,7 +591,7 @@ static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
     cudaFree(idx);
     cudaFree(grp);
     cudaFree(jobs);
-    cudaFree(jobs0);
+    cudaFree(jobs_p);
     cudaFree(work);
     cudaFree(tok);
     cudaFree(tlp);
@@ -671,7 +685,7 @@ int main(int argc, char **argv) {
     /* results */
     double tps[3][16], roof32[16], roof16[16], fwd_ms[3][16], copy_ms[3][16];
     prof pr[3][16];
-    double path_ms[16][N_SHAPES][3], moe_ms[16][N_MOE_COLS];
+    double path_ms[16][N_SHAPES][N_PATH_COLS], moe_ms[16][N_MOE_COLS];
     const char *mode_names[3] = {"invariant", "fast", "tf32"};
     int mode_on[3] = {strstr(modes, "invariant") != NULL, strstr(modes, "fast") != NULL,
                       strstr(modes, "tf32") != NULL};
@@ -736,14 +750,15 @@ int main(int argc, char **argv) {
                "device weights, ms; forward = the backend's forward calls "
                "and sample calls of the decode steps, wall time, which ends synchronised with the tokens on the host; "
                "state copies = queueing the engine's state copies (host time; the batched launches run inside the next op); host = step - both; "
-               "sample greedy = the same draws at temperature 0 (the sort and an argmax, no in-order walks; "
-               "not part of the step's sum); "
+               "sample = the step's draws (temperature 1, every token kept: the exponential race, no sort); "
+               "sample top_p 0.95 = the same draws keeping top_p 0.95 (the rows sorted, top_p's in-order walks, "
+               "then the race; not part of the step's sum); "
                "conv + scan and attention (KV write + attention) on a decode batch at position 56; "
                "rest of forward = forward - the pieces: norms, softplus, MoE route/combine, embedding, state copies, uploads, "
                "launch gaps):\n\n");
         printf("| mode | batch | step | forward + sample (synchronised) | state copies | host (scheduler) | "
                "Mamba linears | attn linears | dense MLP | MoE (router + experts) | lm_head | logsoftmax | "
-               "sample | sample greedy | conv + scan | attention | rest of forward |\n");
+               "sample | sample top_p 0.95 | conv + scan | attention | rest of forward |\n");
         printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
                "| --- |\n");
         for (int md = 0; md < 3; md++) {
@@ -757,42 +772,52 @@ int main(int argc, char **argv) {
                        mode_names[md], (long long)batches[i], step, fwd_ms[md][i], copy_ms[md][i],
                        step - fwd_ms[md][i] - copy_ms[md][i], p->mamba_lin, p->attn_lin,
                        p->dense_mlp, p->moe, p->lm_head, p->logsoftmax, p->sample,
-                       p->sample_greedy, p->conv_scan, p->attention, fwd_ms[md][i] - sum);
+                       p->sample_top_p, p->conv_scan, p->attention, fwd_ms[md][i] - sum);
             }
         }
     }
     if (profile && mode_on[0]) {
         lin_shape sh[N_SHAPES];
         const int n = model_shapes(&m, sh);
-        printf("\nThe invariant linear's two kernels on each linear shape of the model (B rows, mean "
-               "of 5 calls after one, ms; the same bits either way; AUTO = what ls_cuda_linear "
-               "runs: few rows up to 8 rows, above that tiled once its grid has >= %d blocks):\n\n"
+        printf("\nEach linear shape of the model on the invariant linear's two kernels and on "
+               "cuBLAS (B rows, mean of 5 calls after one, ms; shapes whose weights fit the 50 MB "
+               "L2 look faster than in the step; the invariant kernels give the same bits either "
+               "way; AUTO = what ls_cuda_linear runs: few rows up to 8 rows, above that tiled "
+               "once its grid has >= %d blocks; floor = the weights' fp32 bytes over the measured "
+               "bandwidth, TF32 %% = floor / TF32 time):\n\n"
                "| batch | linear | in -> out | tiled (32 x 64 tiles) | few rows (8-row chunks) | "
-               "few rows, 8-output blocks | tiled / few rows | AUTO |\n"
-               "| --- | --- | --- | --- | --- | --- | --- | --- |\n",
+               "tiled / few rows | AUTO | cuBLAS fp32 | cuBLAS TF32 | floor | TF32 %% of floor |\n"
+               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
                LS_CUDA_LINEAR_TILED_MIN_BLOCKS);
         for (int i = 0; i < nb; i++)
-            for (int j = 0; j < n; j++)
-                printf("| %lld | %s | %lld -> %lld | %.4f | %.4f | %.4f | %.2f | %s |\n",
+            for (int j = 0; j < n; j++) {
+                const double *t = path_ms[i][j];
+                const double floor_ms =
+                    4.0 * (double)(sh[j].L->in * sh[j].L->out) / (bw * 1e6);
+                printf("| %lld | %s | %lld -> %lld | %.4f | %.4f | %.2f | %s | %.4f | %.4f | "
+                       "%.4f | %.0f |\n",
                        (long long)batches[i], sh[j].name, (long long)sh[j].L->in,
-                       (long long)sh[j].L->out, path_ms[i][j][0], path_ms[i][j][1],
-                       path_ms[i][j][2], path_ms[i][j][0] / path_ms[i][j][1],
+                       (long long)sh[j].L->out, t[COL_TILED], t[COL_FEW],
+                       t[COL_TILED] / t[COL_FEW],
                        ls_cuda_linear_auto_path(batches[i], sh[j].L->out) == LS_CUDA_PATH_TILED
                            ? "tiled"
-                           : "few rows");
+                           : "few rows",
+                       t[COL_CUBLAS_F32], t[COL_CUBLAS_TF32], floor_ms,
+                       100.0 * floor_ms / t[COL_CUBLAS_TF32]);
+            }
         printf("\nOne MoE layer's expert linears (gate, up, down over B x top-k pairs, the grouping "
                "included; ms, mean of 5 after one) on each path: the invariant kernels (as AUTO "
-               "picks, and the few-pairs kernel with 8-output blocks), and cuBLAS batched over "
+               "picks), and cuBLAS batched over "
                "tiles of t pairs (fp32 pedantic, TF32). The forward's fast modes take cuBLAS "
                "above a mean of %d (TF32) / %d (fp32) pairs per expert, with the tiles of "
                "ls_cuda_moe_fast_tile:\n\n"
-               "| batch | pairs | invariant | invariant, 8-output blocks |",
+               "| batch | pairs | invariant |",
                LS_CUDA_MOE_FAST_MIN_PER_EXPERT_TF32,
                LS_CUDA_MOE_FAST_MIN_PER_EXPERT);
         for (int t = 0; t < 2 * N_MOE_TILES; t++)
             printf(" %s t=%lld |", t < N_MOE_TILES ? "fp32" : "tf32",
                    (long long)MOE_TILES[t % N_MOE_TILES]);
-        printf(" forward: fp32 | forward: TF32 |\n| --- | --- | --- | --- |");
+        printf(" forward: fp32 | forward: TF32 |\n| --- | --- | --- |");
         for (int t = 0; t < 2 * N_MOE_TILES + 2; t++) printf(" --- |");
         printf("\n");
         const int64_t E = m.cfg.num_experts, kk = m.cfg.num_experts_per_tok;

@@ -16,9 +16,9 @@
  *          multiply-adds (the old one-row, four-output thread did 5 shared loads per 4).
  *          Operands are staged k-major.
  *   skinny (8-row chunks; by default below that: decode, few-output products): 32 outputs per
- *          block (NARROW: 8), thread (o, j) holds partial j of one output for every row of its
- *          chunk, weights streamed through shared memory in wide coalesced tiles, so the
- *          weights are read at bandwidth by many blocks.
+ *          block, thread (o, j) holds partial j of one output for every row of its chunk,
+ *          weights streamed through shared memory in wide coalesced tiles, so the weights
+ *          are read at bandwidth by many blocks.
  * linear_moe runs either shape over (row, slot) pairs of ONE expert, taken from
  * ls_cuda_moe_group's tile table (kernels/cuda/moe.cu) and gathered through its order
  * (x row = pair / x_div, y row = pair), so an expert's weights are read once per tile, not
@@ -158,66 +158,48 @@ ls_linear_tiled(const T *__restrict__ x, int64_t ldx, int64_t rows, int64_t in,
                 o0, out, y);
 }
 
-/* ---------------- skinny: 8-row chunks, OUT outputs per block ---------------- */
+/* ---------------- skinny: 8-row chunks, 32 outputs per block ---------------- */
 
-/* A block of OUT * 8 threads owns OUT outputs; thread (o, j) = (tid / 8, tid % 8) keeps
- * partial j of output o for every row, adding k = j, j + 8, ... in ascending order through
- * K tiles of weights staged in shared memory with coalesced loads. K tiles: 256 (f32) / 128
- * (f64) elements, padded with +0. OUT = 32 (FEW: 256 threads) or 8 (NARROW: 64 threads, 4x
- * the blocks for the same outputs, for products whose 32-output blocks would be too few to
- * keep the loads in flight: x_proj's 160 outputs, the router's 8, one expert's rows at
- * decode). Both give the same bits: a thread's operations do not depend on OUT. */
+/* A block of 256 threads owns 32 outputs; thread (o, j) = (tid / 8, tid % 8) keeps partial
+ * j of output o for every row, adding k = j, j + 8, ... in ascending order through K tiles
+ * of weights staged in shared memory with coalesced loads. K tiles: 256 (f32) / 128 (f64)
+ * elements, padded with +0. */
 #define LS_SK_ROWS 8
 #define LS_SK_OUT 32
-#define LS_SK_OUT_NARROW 8
 
 template <typename T> struct ls_sk_tile { static constexpr int TK = 256; };
 template <> struct ls_sk_tile<double> { static constexpr int TK = 128; };
 
 /* x row m < rows starts at element x_off(m); its outputs go to y + y_off(m). */
-template <int OUT, typename T, typename XOff, typename YOff>
+template <typename T, typename XOff, typename YOff>
 __device__ __forceinline__ void ls_skinny_body(const T *__restrict__ x, XOff x_off, int rows,
                                                int64_t in, const T *__restrict__ w,
                                                const T *__restrict__ b, int64_t o0, int64_t out,
                                                T *__restrict__ y, YOff y_off) {
-    constexpr int TK = ls_sk_tile<T>::TK, NT = OUT * 8;
-    static_assert(TK % NT == 0 || NT % TK == 0, "a K tile's loads divide among the threads");
-    static_assert((LS_SK_ROWS * TK) % NT == 0, "the x tile's loads divide among the threads");
-    __shared__ T ws[OUT][TK + 8];   /* +8: the 32 lanes of a warp hit 32 banks */
+    constexpr int TK = ls_sk_tile<T>::TK;
+    __shared__ T ws[LS_SK_OUT][TK + 8];   /* +8: the 32 lanes of a warp hit 32 banks */
     __shared__ T xs[LS_SK_ROWS][TK];
     const int tid = threadIdx.x, oo = tid >> 3, j = tid & 7;
     T acc[LS_SK_ROWS];
 #pragma unroll
     for (int m = 0; m < LS_SK_ROWS; m++) acc[m] = (T)0;
     for (int64_t k0 = 0; k0 < in; k0 += TK) {
-        /* fully unrolled: all the tile's loads in flight at once, not 4 latencies' worth;
-         * a warp reads 32 consecutive k of a row, one pointer stepping a row at a time */
-        if constexpr (NT >= TK) {
-            /* thread tid loads column tid % TK of rows tid / TK + RS q */
-            constexpr int RS = NT / TK;
+        /* fully unrolled: all the tile's loads in flight at once, not 4 latencies' worth.
+         * Thread tid loads column tid % TK of rows tid / TK + RS q, one pointer stepping. */
+        {
+            constexpr int RS = 256 / TK;
             const int c = tid % TK, r0 = tid / TK;
             const bool kin = k0 + c < in;
             const T *wp = w + (o0 + r0) * in + k0 + c;
 #pragma unroll
-            for (int q = 0; q < OUT / RS; q++, wp += RS * in) {
+            for (int q = 0; q < LS_SK_OUT / RS; q++, wp += RS * in) {
                 const int r = r0 + RS * q;
                 ws[r][c] = (kin && o0 + r < out) ? *wp : (T)0;
             }
-        } else {
-            /* thread tid loads columns tid + NT cc of every row */
-            constexpr int CPT = TK / NT;
-            const T *wp = w + o0 * in + k0 + tid;
-#pragma unroll
-            for (int r = 0; r < OUT; r++, wp += in)
-#pragma unroll
-                for (int cc = 0; cc < CPT; cc++) {
-                    const int c = tid + NT * cc;
-                    ws[r][c] = (k0 + c < in && o0 + r < out) ? wp[NT * cc] : (T)0;
-                }
         }
 #pragma unroll
-        for (int q = 0; q < (LS_SK_ROWS * TK) / NT; q++) {
-            const int idx = tid + NT * q, r = idx / TK, c = idx % TK;
+        for (int q = 0; q < (LS_SK_ROWS * TK) / 256; q++) {
+            const int idx = tid + 256 * q, r = idx / TK, c = idx % TK;
             const int64_t k = k0 + c;
             xs[r][c] = (r < rows && k < in) ? x[x_off(r) + k] : (T)0;
         }
@@ -239,16 +221,16 @@ __device__ __forceinline__ void ls_skinny_body(const T *__restrict__ x, XOff x_o
     }
 }
 
-/* grid.x: OUT-output tiles, grid.y: 8-row chunks of the rows */
-template <typename T, int OUT>
-__global__ void __launch_bounds__(OUT * 8)
+/* grid.x: 32-output tiles, grid.y: 8-row chunks of the rows */
+template <typename T>
+__global__ void __launch_bounds__(256)
 ls_linear_skinny(const T *__restrict__ x, int64_t ldx, int64_t rows, int64_t in,
                  const T *__restrict__ w, const T *__restrict__ b, int64_t out,
                  T *__restrict__ y, int64_t ldy) {
     const int64_t m0 = (int64_t)blockIdx.y * LS_SK_ROWS, left = rows - m0;
     const int n = left < LS_SK_ROWS ? (int)left : LS_SK_ROWS;
-    ls_skinny_body<OUT>(x, [&](int m) { return (m0 + m) * ldx; }, n, in, w, b,
-                        (int64_t)blockIdx.x * OUT, out, y, [&](int m) { return (m0 + m) * ldy; });
+    ls_skinny_body(x, [&](int m) { return (m0 + m) * ldx; }, n, in, w, b,
+                   (int64_t)blockIdx.x * LS_SK_OUT, out, y, [&](int m) { return (m0 + m) * ldy; });
 }
 
 /* ---------------- MoE: either shape over one expert's pairs ---------------- */
@@ -314,23 +296,23 @@ ls_linear_moe_tiled(const T *__restrict__ x, int64_t ldx, int64_t x_div, int64_t
  * at once), grid.y = 32-output tiles. For few pairs per expert (decode at small batch),
  * where a 32-row tile would mostly compute padding and its 64-output blocks are too few to
  * stream the experts' weights at bandwidth. */
-template <typename T, int OUT>
-__global__ void __launch_bounds__(OUT * 8)
+template <typename T>
+__global__ void __launch_bounds__(256)
 ls_linear_moe_skinny(const T *__restrict__ x, int64_t ldx, int64_t x_div, int64_t pairs,
                      int64_t in, const T *const *__restrict__ w_list, int64_t n_experts,
                      const int32_t *__restrict__ grp, int64_t out, T *__restrict__ y,
                      int64_t ldy) {
     __shared__ int64_t xoff[LS_SK_ROWS], yoff[LS_SK_ROWS];
-    const int64_t t = blockIdx.x / 4, o0 = (int64_t)blockIdx.y * OUT;
+    const int64_t t = blockIdx.x / 4, o0 = (int64_t)blockIdx.y * LS_SK_OUT;
     const int r0 = (int)(blockIdx.x % 4) * LS_SK_ROWS;
     if (t >= (int64_t)grp[0]) return;                   /* uniform, before any barrier */
     const int n = grp[1 + pairs + 3 * t + 2] - r0;
     if (n <= 0) return;                                 /* an empty quarter: uniform */
     int64_t e;
-    if (!ls_moe_tile_rows<T>(grp, pairs, t, r0, n_experts, ldx, x_div, ldy, o0, OUT, out,
+    if (!ls_moe_tile_rows<T>(grp, pairs, t, r0, n_experts, ldx, x_div, ldy, o0, LS_SK_OUT, out,
                              y, xoff, yoff, &e))
         return;
-    ls_skinny_body<OUT>(x, [&](int m) { return xoff[m]; }, n < LS_SK_ROWS ? n : LS_SK_ROWS, in,
+    ls_skinny_body(x, [&](int m) { return xoff[m]; }, n < LS_SK_ROWS ? n : LS_SK_ROWS, in,
                    w_list[e], (const T *)NULL, o0, out, y, [&](int m) { return yoff[m]; });
 }
 
@@ -342,27 +324,22 @@ static cudaError_t ls_linear(const T *x, int64_t ldx, int64_t rows, int64_t in, 
                     "linear: bad sizes rows=%lld in=%lld out=%lld ldx=%lld ldy=%lld",
                     (long long)rows, (long long)in, (long long)out, (long long)ldx,
                     (long long)ldy);
-    LS_CUDA_REQUIRE(path >= LS_CUDA_PATH_AUTO && path <= LS_CUDA_PATH_NARROW,
-                    "linear: path %d is not one of LS_CUDA_PATH_AUTO/FEW/TILED/NARROW", path);
+    LS_CUDA_REQUIRE(path >= LS_CUDA_PATH_AUTO && path <= LS_CUDA_PATH_TILED,
+                    "linear: path %d is not one of LS_CUDA_PATH_AUTO/FEW/TILED", path);
     if (rows == 0) return cudaSuccess;
     if (path == LS_CUDA_PATH_AUTO) path = ls_cuda_linear_auto_path(rows, out);
-    const int64_t sk_out = path == LS_CUDA_PATH_NARROW ? LS_SK_OUT_NARROW : LS_SK_OUT;
-    const int tiled = path == LS_CUDA_PATH_TILED;
-    const int64_t gx = tiled ? ls_cuda_cdiv(rows, LS_RB_TM) : ls_cuda_cdiv(out, sk_out);
-    const int64_t gy = tiled ? ls_cuda_cdiv(out, LS_RB_TO) : ls_cuda_cdiv(rows, LS_SK_ROWS);
+    const int few = path == LS_CUDA_PATH_FEW;
+    const int64_t gx = few ? ls_cuda_cdiv(out, LS_SK_OUT) : ls_cuda_cdiv(rows, LS_RB_TM);
+    const int64_t gy = few ? ls_cuda_cdiv(rows, LS_SK_ROWS) : ls_cuda_cdiv(out, LS_RB_TO);
     LS_CUDA_REQUIRE(gx <= LS_CUDA_MAX_GRID_X && gy <= LS_CUDA_MAX_GRID_YZ,
                     "linear: %lld rows x %lld outputs is too large for one launch",
                     (long long)rows, (long long)out);
     dim3 grid((unsigned)gx, (unsigned)gy);
-    if (path == LS_CUDA_PATH_FEW)
-        ls_linear_skinny<T, LS_SK_OUT><<<grid, LS_SK_OUT * 8, 0, stream>>>(x, ldx, rows, in, w,
-                                                                          b, out, y, ldy);
-    else if (path == LS_CUDA_PATH_NARROW)
-        ls_linear_skinny<T, LS_SK_OUT_NARROW><<<grid, LS_SK_OUT_NARROW * 8, 0, stream>>>(
-            x, ldx, rows, in, w, b, out, y, ldy);
+    if (few)
+        ls_linear_skinny<T><<<grid, 256, 0, stream>>>(x, ldx, rows, in, w, b, out, y, ldy);
     else
         ls_linear_tiled<T><<<grid, LS_RB_THREADS, 0, stream>>>(x, ldx, rows, in, w, b, out, y, ldy);
-    return ls_cuda_launched(tiled ? "linear" : "linear (few rows)");
+    return ls_cuda_launched(few ? "linear (few rows)" : "linear");
 }
 
 template <typename T>
@@ -377,29 +354,25 @@ static cudaError_t ls_linear_moe(const T *x, int64_t ldx, int64_t x_div, int64_t
                     (long long)pairs, (long long)in, (long long)out, (long long)x_div,
                     (long long)n_experts);
     if (pairs == 0) return cudaSuccess;
-    LS_CUDA_REQUIRE(path >= LS_CUDA_PATH_AUTO && path <= LS_CUDA_PATH_NARROW,
-                    "linear_moe: path %d is not one of LS_CUDA_PATH_AUTO/FEW/TILED/NARROW", path);
+    LS_CUDA_REQUIRE(path >= LS_CUDA_PATH_AUTO && path <= LS_CUDA_PATH_TILED,
+                    "linear_moe: path %d is not one of LS_CUDA_PATH_AUTO/FEW/TILED", path);
     if (path == LS_CUDA_PATH_AUTO)
         path = pairs <= LS_CUDA_MOE_FEW_PER_EXPERT * n_experts ? LS_CUDA_PATH_FEW
                                                                : LS_CUDA_PATH_TILED;
     const int64_t tiles = ls_cuda_moe_max_tiles(pairs, n_experts);
-    const int tiled = path == LS_CUDA_PATH_TILED;
-    const int64_t col = tiled ? LS_RB_TO : path == LS_CUDA_PATH_NARROW ? LS_SK_OUT_NARROW : LS_SK_OUT;
-    const int64_t gx = tiled ? tiles : 4 * tiles, gy = ls_cuda_cdiv(out, col);
+    const int few = path == LS_CUDA_PATH_FEW;
+    const int64_t gx = few ? 4 * tiles : tiles, gy = ls_cuda_cdiv(out, few ? LS_SK_OUT : LS_RB_TO);
     LS_CUDA_REQUIRE(gx <= LS_CUDA_MAX_GRID_X && gy <= LS_CUDA_MAX_GRID_YZ,
                     "linear_moe: %lld pairs x %lld outputs is too large for one launch",
                     (long long)pairs, (long long)out);
     dim3 grid((unsigned)gx, (unsigned)gy);
-    if (path == LS_CUDA_PATH_FEW)
-        ls_linear_moe_skinny<T, LS_SK_OUT><<<grid, LS_SK_OUT * 8, 0, stream>>>(
-            x, ldx, x_div, pairs, in, w_list, n_experts, grp, out, y, ldy);
-    else if (path == LS_CUDA_PATH_NARROW)
-        ls_linear_moe_skinny<T, LS_SK_OUT_NARROW><<<grid, LS_SK_OUT_NARROW * 8, 0, stream>>>(
-            x, ldx, x_div, pairs, in, w_list, n_experts, grp, out, y, ldy);
+    if (few)
+        ls_linear_moe_skinny<T><<<grid, 256, 0, stream>>>(x, ldx, x_div, pairs, in, w_list,
+                                                          n_experts, grp, out, y, ldy);
     else
         ls_linear_moe_tiled<T><<<grid, LS_RB_THREADS, 0, stream>>>(x, ldx, x_div, pairs, in, w_list,
                                                                    n_experts, grp, out, y, ldy);
-    return ls_cuda_launched(tiled ? "linear_moe" : "linear_moe (few pairs)");
+    return ls_cuda_launched(few ? "linear_moe (few pairs)" : "linear_moe");
 }
 
 #define LS_INST(T, S)                                                                         \

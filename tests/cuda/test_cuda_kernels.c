@@ -166,13 +166,6 @@ static int bench_on(void) {
 /* Host twin of ls_cuda_moe_group (kernels_cuda.h): the stable counting sort of the pairs
  * by expert (out-of-range experts in a last group E), then the tile table. Returns how many
  * leading int32 elements of grp are defined: 1 + P + 3 * n_tiles. */
-static const char *path_name(int path) {
-    return path == LS_CUDA_PATH_FEW      ? "few-rows"
-           : path == LS_CUDA_PATH_NARROW ? "few-rows narrow"
-           : path == LS_CUDA_PATH_TILED  ? "tiled"
-                                         : "automatic";
-}
-
 static int64_t moe_group_host(const int64_t *ex, int64_t P, int64_t E, int64_t tile,
                               int32_t *grp) {
     int64_t n = 1, nt = 0;
@@ -634,9 +627,9 @@ static void LS_S(test_linear)(void) {
         }
         free(y), free(got);
     }
-    /* 1..9, 31..33 and 70 rows on every kernel (the few-rows ones in 8-row chunks, the tiled
-     * one in 32-row tiles, partial last ones), K spanning several K tiles of each and not a
-     * multiple of 8, outputs not a multiple of 8, 32 or 64: bitwise the CPU twin */
+    /* 1..9, 31..33 and 70 rows on both kernels (the few-rows one in 8-row chunks, the tiled
+     * one in 32-row tiles, partial last ones), K spanning several K tiles of both and not a
+     * multiple of 8, outputs not a multiple of 32 or 64: bitwise the CPU twin */
     {
         const int64_t K = 613, O = 77, ld = 620, NR = 70;
         const int64_t nrs[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 31, 32, 33, 70};
@@ -645,18 +638,18 @@ static void LS_S(test_linear)(void) {
         LS_T *dy2 = LS_S(dalloc)(NR * O), *ref2 = hmalloc((size_t)(NR * O) * sizeof(LS_T));
         for (int64_t r = 0; r < NR; r++) LS_S(ls_linear)(x2 + r * ld, 1, K, w2, b, O, ref2 + r * O);
         for (size_t i = 0; i < sizeof nrs / sizeof nrs[0]; i++)
-            for (int path = LS_CUDA_PATH_FEW; path <= LS_CUDA_PATH_NARROW; path++) {
+            for (int path = LS_CUDA_PATH_FEW; path <= LS_CUDA_PATH_TILED; path++) {
                 const int64_t nr = nrs[i];
                 dpoison(dy2, (size_t)(NR * O) * sizeof(LS_T));
                 RUN(LS_S(ls_cuda_linear)(dx2, ld, nr, K, dw2, db, O, dy2, O, path, 0));
                 LS_T *y2 = LS_S(dgetT)(dy2, nr * O);
                 char what[80];
                 snprintf(what, sizeof what, "linear %s, %lld rows, in 613 (bias)",
-                         path_name(path), (long long)nr);
+                         path == LS_CUDA_PATH_FEW ? "few-rows" : "tiled", (long long)nr);
                 LS_S(cmp)(what, y2, ref2, nr * O, 1, 0);
                 free(y2);
             }
-        CHECK(LS_S(ls_cuda_linear)(dx2, ld, 1, K, dw2, db, O, dy2, O, LS_CUDA_PATH_NARROW + 1, 0) ==
+        CHECK(LS_S(ls_cuda_linear)(dx2, ld, 1, K, dw2, db, O, dy2, O, 3, 0) ==
               cudaErrorInvalidValue);
         free(x2), free(w2), free(ref2);
     }
@@ -744,7 +737,7 @@ static void LS_S(moe_case)(const char *name, int64_t E, int64_t P, int64_t x_div
     }
     LS_S(cmp)(name, got, ref, P * out, 1, 0);
     /* each kernel on its own (the automatic choice took one of them), regrouped: the same bits */
-    for (int path = LS_CUDA_PATH_FEW; path <= LS_CUDA_PATH_NARROW; path++) {
+    for (int path = LS_CUDA_PATH_FEW; path <= LS_CUDA_PATH_TILED; path++) {
         dpoison(dgrp, (size_t)glen * 4);
         dpoison(dy, (size_t)(P * ldy) * sizeof(LS_T));
         RUN(ls_cuda_moe_group(dex, P, E, dgrp, 0));
@@ -753,9 +746,9 @@ static void LS_S(moe_case)(const char *name, int64_t E, int64_t P, int64_t x_div
         LS_T *y2 = LS_S(dgetT)(dy, P * ldy), *got2 = LS_S(pack)(y2, P, out, ldy);
         dget(g, dgrp, (size_t)glen * 4);
         CHECKF(memcmp(g, hg, (size_t)used * 4) == 0, "moe_group (%s): run twice differs", name);
-        char what[64];
-        snprintf(what, sizeof what, "linear_moe %s kernel vs automatic", path_name(path));
-        LS_S(same_bits)(what, got2, got, P * out);
+        LS_S(same_bits)(path == LS_CUDA_PATH_FEW ? "linear_moe few-pairs kernel vs automatic"
+                                                : "linear_moe tiled kernel vs automatic",
+                        got2, got, P * out);
         free(y2), free(got2);
     }
     /* fast mode: cuBLAS over tiles of 32, 5 and 128 pairs (the grouping checked against the
@@ -847,8 +840,7 @@ static void LS_S(test_linear_moe)(void) {
     CHECK(ls_cuda_moe_group(dex, 1, 0, dgrp, 0) == cudaErrorInvalidValue);
     CHECK(LS_S(ls_cuda_linear_moe)(dy, 1, 1, 1, 1, NULL, 0, dgrp, 1, dy, 1, LS_CUDA_PATH_AUTO, 0) ==
           cudaErrorInvalidValue);
-    CHECK(LS_S(ls_cuda_linear_moe)(dy, 1, 1, 1, 1, NULL, 4, dgrp, 1, dy, 1,
-                                   LS_CUDA_PATH_NARROW + 1, 0) ==
+    CHECK(LS_S(ls_cuda_linear_moe)(dy, 1, 1, 1, 1, NULL, 4, dgrp, 1, dy, 1, 3, 0) ==
           cudaErrorInvalidValue);
     free(ex);
     dfree_all();
