@@ -793,7 +793,7 @@ int main(int argc, char **argv) {
             for (int j = 0; j < n; j++) {
                 const double *t = path_ms[i][j];
                 const double floor_ms =
-                    4.0 * (double)(sh[j].L->in * sh[j].L->out) / (bw * 1e6);
+                    4e3 * (double)(sh[j].L->in * sh[j].L->out) / bw;
                 printf("| %lld | %s | %lld -> %lld | %.4f | %.4f | %.2f | %s | %.4f | %.4f | "
                        "%.4f | %.0f |\n",
                        (long long)batches[i], sh[j].name, (long long)sh[j].L->in,

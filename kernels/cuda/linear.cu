@@ -176,34 +176,47 @@ __device__ __forceinline__ void ls_skinny_body(const T *__restrict__ x, XOff x_o
                                                int64_t in, const T *__restrict__ w,
                                                const T *__restrict__ b, int64_t o0, int64_t out,
                                                T *__restrict__ y, YOff y_off) {
-    constexpr int TK = ls_sk_tile<T>::TK;
+    constexpr int TK = ls_sk_tile<T>::TK, RS = 256 / TK;
+    constexpr int NW = LS_SK_OUT / RS, NX = (LS_SK_ROWS * TK) / 256;
     __shared__ T ws[LS_SK_OUT][TK + 8];   /* +8: the 32 lanes of a warp hit 32 banks */
     __shared__ T xs[LS_SK_ROWS][TK];
     const int tid = threadIdx.x, oo = tid >> 3, j = tid & 7;
     T acc[LS_SK_ROWS];
 #pragma unroll
     for (int m = 0; m < LS_SK_ROWS; m++) acc[m] = (T)0;
-    for (int64_t k0 = 0; k0 < in; k0 += TK) {
-        /* fully unrolled: all the tile's loads in flight at once, not 4 latencies' worth.
-         * Thread tid loads column tid % TK of rows tid / TK + RS q, one pointer stepping. */
-        {
-            constexpr int RS = 256 / TK;
-            const int c = tid % TK, r0 = tid / TK;
-            const bool kin = k0 + c < in;
-            const T *wp = w + (o0 + r0) * in + k0 + c;
+    /* The next K tile goes into registers while the current one is multiplied, so a long K
+     * (x_proj, out_proj: 4096) does not pay one memory latency per tile. Fully unrolled: all
+     * of a tile's loads in flight at once. Thread tid loads column tid % TK of weight rows
+     * tid / TK + RS q, one pointer stepping. */
+    T pw[NW], px[NX];
+    auto fetch = [&](int64_t k0) {
+        const int c = tid % TK, r0 = tid / TK;
+        const bool kin = k0 + c < in;
+        const T *wp = w + (o0 + r0) * in + k0 + c;
 #pragma unroll
-            for (int q = 0; q < LS_SK_OUT / RS; q++, wp += RS * in) {
-                const int r = r0 + RS * q;
-                ws[r][c] = (kin && o0 + r < out) ? *wp : (T)0;
+        for (int q = 0; q < NW; q++, wp += RS * in)
+            pw[q] = (kin && o0 + r0 + RS * q < out) ? *wp : (T)0;
+#pragma unroll
+        for (int q = 0; q < NX; q++) {
+            const int idx = tid + 256 * q, r = idx / TK, cc = idx % TK;
+            const int64_t k = k0 + cc;
+            px[q] = (r < rows && k < in) ? x[x_off(r) + k] : (T)0;
+        }
+    };
+    fetch(0);
+    for (int64_t k0 = 0; k0 < in; k0 += TK) {
+        {
+            const int c = tid % TK, r0 = tid / TK;
+#pragma unroll
+            for (int q = 0; q < NW; q++) ws[r0 + RS * q][c] = pw[q];
+#pragma unroll
+            for (int q = 0; q < NX; q++) {
+                const int idx = tid + 256 * q;
+                xs[idx / TK][idx % TK] = px[q];
             }
         }
-#pragma unroll
-        for (int q = 0; q < (LS_SK_ROWS * TK) / 256; q++) {
-            const int idx = tid + 256 * q, r = idx / TK, c = idx % TK;
-            const int64_t k = k0 + c;
-            xs[r][c] = (r < rows && k < in) ? x[x_off(r) + k] : (T)0;
-        }
         __syncthreads();
+        if (k0 + TK < in) fetch(k0 + TK);   /* uniform over the block */
 #pragma unroll 4
         for (int t = 0; t < TK / 8; t++) {
             const T wv = ws[oo][j + 8 * t];
