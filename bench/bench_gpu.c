@@ -782,13 +782,13 @@ int main(int argc, char **argv) {
         printf("\nEach linear shape of the model on the invariant linear's two kernels and on "
                "cuBLAS (B rows, mean of 5 calls after one, ms; shapes whose weights fit the 50 MB "
                "L2 look faster than in the step; the invariant kernels give the same bits either "
-               "way; AUTO = what ls_cuda_linear runs: few rows up to 8 rows, above that tiled "
+               "way; AUTO = what ls_cuda_linear runs: few rows up to %d rows, above that tiled "
                "once its grid has >= %d blocks; floor = the weights' fp32 bytes over the measured "
                "bandwidth, TF32 %% = floor / TF32 time):\n\n"
                "| batch | linear | in -> out | tiled (32 x 64 tiles) | few rows (8-row chunks) | "
                "tiled / few rows | AUTO | cuBLAS fp32 | cuBLAS TF32 | floor | TF32 %% of floor |\n"
                "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
-               LS_CUDA_LINEAR_TILED_MIN_BLOCKS);
+               LS_CUDA_LINEAR_FEW_MAX_ROWS, LS_CUDA_LINEAR_TILED_MIN_BLOCKS);
         for (int i = 0; i < nb; i++)
             for (int j = 0; j < n; j++) {
                 const double *t = path_ms[i][j];

@@ -57,7 +57,7 @@ int ls_cuda_device_available(void);
  *          at small batch) and for products with few outputs, where the tiled kernel would
  *          get few blocks, each walking all of K.
  *   TILED: 32 rows (pairs) x 64 outputs per block, 8 x 8 per thread: arithmetic-bound work.
- *   AUTO:  linear: FEW up to 8 rows; above, TILED once its grid has >= 96 blocks of 32 rows x
+ *   AUTO:  linear: FEW up to 16 rows; above, TILED once its grid has >= 96 blocks of 32 rows x
  *          64 outputs (enough to spread over the SMs), FEW below (ls_cuda_linear_auto_path). MoE: FEW at
  *          <= LS_CUDA_MOE_FEW_PER_EXPERT pairs per expert on average, TILED otherwise. */
 enum { LS_CUDA_PATH_AUTO = 0, LS_CUDA_PATH_FEW = 1, LS_CUDA_PATH_TILED = 2 };
@@ -247,22 +247,25 @@ int64_t ls_cuda_linear_moe_fast_ws(int64_t pairs, int64_t n_experts, int64_t til
  * pairs <= LS_CUDA_MOE_FEW_PER_EXPERT * n_experts (LS_CUDA_PATH_* is above). */
 #define LS_CUDA_MOE_FEW_PER_EXPERT 8
 
-/* For ls_cuda_linear_*: what AUTO runs. Up to 8 rows (one chunk) the few-rows kernel: it
- * reads the weights once, as the tiled one does, without computing 24+ rows of padding
- * (1 row: 1.7x faster even on in_proj's and lm_head's 128 and 500 tiled blocks). Above, the
- * tiled kernel once its grid of 32-row x 64-output blocks has LS_CUDA_LINEAR_TILED_MIN_BLOCKS
- * blocks, the few-rows kernel below that. Each tiled block walks all of K for its tile, so
- * with few blocks most SMs idle; the few-rows kernel re-reads the weights once per 8 rows
- * but spreads 32-output blocks. Measured on the H100 (bench_gpu's per-shape table,
- * docs/gpu.md): at 64 tiled blocks the few-rows kernel is as fast or faster (out_proj at 64
- * rows 1.01x, mlp down 1.16x; x_proj at 256 rows, 24 blocks, 2.4x), at 128 the tiled one
- * wins (in_proj at 16 rows 0.88x, dt_proj at 64 rows 0.38x, mlp gate at 256 rows 0.62x);
- * the cut sits between. Speed only: the same bits either way. */
+/* For ls_cuda_linear_*: what AUTO runs. Up to LS_CUDA_LINEAR_FEW_MAX_ROWS rows (two 8-row
+ * chunks) the few-rows kernel: it reads the weights once per chunk, where the tiled one
+ * would compute 16+ rows of padding. Measured on the H100 (bench_gpu's per-shape table,
+ * docs/gpu.md, fifth session, the few-rows kernel prefetching its next K tile): faster on
+ * every shape of the bench model at 1 row (1.7-3.9x) and at 16 rows (in_proj 1.33x on 128
+ * tiled blocks, lm_head 1.39x on 500, dt_proj 1.15x). Above, the tiled kernel once its grid
+ * of 32-row x 64-output blocks has LS_CUDA_LINEAR_TILED_MIN_BLOCKS blocks, the few-rows
+ * kernel below that. Each tiled block walks all of K for its tile, so with few blocks most
+ * SMs idle; the few-rows kernel re-reads the weights once per 8 rows but spreads 32-output
+ * blocks: at 64 tiled blocks the few-rows kernel is faster (out_proj at 64 rows 1.39x, q / o
+ * 1.25x; x_proj at 256 rows, 24 blocks, 2.5x), at 128 the tiled one wins (in_proj at 64 rows
+ * 0.70x, dt_proj at 64 rows 0.42x, mlp gate at 256 rows 0.64x); the cut sits between. Speed
+ * only: the same bits either way. */
+#define LS_CUDA_LINEAR_FEW_MAX_ROWS 16
 #define LS_CUDA_LINEAR_TILED_MIN_BLOCKS 96
 #define LS_CUDA_LINEAR_TILE_ROWS 32
 #define LS_CUDA_LINEAR_TILE_OUT 64
 static inline int ls_cuda_linear_auto_path(int64_t rows, int64_t out) {
-    if (rows <= 8) return LS_CUDA_PATH_FEW;
+    if (rows <= LS_CUDA_LINEAR_FEW_MAX_ROWS) return LS_CUDA_PATH_FEW;
     const int64_t blocks = ((rows + LS_CUDA_LINEAR_TILE_ROWS - 1) / LS_CUDA_LINEAR_TILE_ROWS) *
                            ((out + LS_CUDA_LINEAR_TILE_OUT - 1) / LS_CUDA_LINEAR_TILE_OUT);
     return blocks >= LS_CUDA_LINEAR_TILED_MIN_BLOCKS ? LS_CUDA_PATH_TILED : LS_CUDA_PATH_FEW;
