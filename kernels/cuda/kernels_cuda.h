@@ -81,7 +81,7 @@ typedef struct ls_cuda_batch {
     cudaError_t ls_cuda_embed_##S(const int32_t *tokens, int64_t rows, const T *table,          \
                                   int64_t vocab, int64_t H, T *x, cudaStream_t stream);         \
     /* y[r] = w * (x[r] / sqrt(mean(x[r]^2) + eps)); one block per row, the sum of squares in  \
-     * index order like the CPU. In place (x == y, same ld) is allowed. */                     \
+     * the CPU's lanes (kernels/lanesum.c). In place (x == y, same ld) is allowed. */           \
     cudaError_t ls_cuda_rmsnorm_##S(const T *x, int64_t ldx, int64_t rows, int64_t n,          \
                                     const T *w, double eps, T *y, int64_t ldy,                  \
                                     cudaStream_t stream);                                       \
