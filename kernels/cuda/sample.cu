@@ -31,7 +31,9 @@
 #include "engine/philox_core.h"
 #include "kernels/cuda/common.cuh"
 
-#define LS_SAMPLE_THREADS 256
+/* 512 threads per draw: at small batch a draw's block is alone on its SM, walking 32,000
+ * tokens (a Philox block per pair, an exp and a log per token, in fp64) */
+#define LS_SAMPLE_THREADS 512
 #define LS_SAMPLE_CHUNK 2048
 
 template <typename T> __device__ __forceinline__ T ls_rank_key(T x) {
@@ -238,9 +240,15 @@ ls_sample_draw_kernel(const T *__restrict__ rows, int64_t vocab, const T *__rest
         int64_t keep = jb.top_k == 0 || jb.top_k > vocab ? vocab : jb.top_k;
         ls_best b{-INFINITY, INT64_MAX};
         if (keep == vocab && jb.top_p >= 1.0) {
-            for (int64_t i = t0; i < vocab; i += LS_SAMPLE_THREADS) {
-                const double w = exp(((double)ls_rank_key(row[i]) - lp_max) / temp);
-                ls_race_enter(b, i, w, ls_token_uniform_core(sk, jb.position, (uint32_t)i));
+            /* a thread per pair of tokens: one Philox block gives both their uniforms */
+            for (int64_t p = t0; 2 * p < vocab; p += LS_SAMPLE_THREADS) {
+                double u[2];
+                ls_token_pair_core(sk, jb.position, (uint32_t)p, u);
+                for (int h = 0; h < 2 && 2 * p + h < vocab; h++) {
+                    const int64_t i = 2 * p + h;
+                    const double w = exp(((double)ls_rank_key(row[i]) - lp_max) / temp);
+                    ls_race_enter(b, i, w, u[h]);
+                }
             }
             out = ls_block_best(b).id;
         } else if (!skeys || !sids) {
