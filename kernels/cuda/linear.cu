@@ -184,14 +184,12 @@ __device__ __forceinline__ void ls_skinny_body(const T *__restrict__ x, XOff x_o
     T acc[LS_SK_ROWS];
 #pragma unroll
     for (int m = 0; m < LS_SK_ROWS; m++) acc[m] = (T)0;
-    /* The next two K tiles sit in registers while the current one is multiplied (a, b in
-     * turn), so a long K (x_proj, out_proj: 4096) keeps two tiles' loads in flight instead of
-     * paying a memory latency per tile; at decode most products have fewer blocks than SMs,
-     * so a block's loads in flight are its SM's bandwidth. Fully unrolled: all of a tile's
-     * loads issued at once. Thread tid loads column tid % TK of weight rows tid / TK + RS q,
-     * one pointer stepping. Tiles are multiplied in ascending k, as before. */
-    T wa[NW], xa[NX], wb[NW], xb[NX];
-    auto fetch = [&](T (&pw)[NW], T (&px)[NX], int64_t k0) {
+    /* The next K tile goes into registers while the current one is multiplied, so a long K
+     * (x_proj, out_proj: 4096) does not pay one memory latency per tile. Fully unrolled: all
+     * of a tile's loads in flight at once. Thread tid loads column tid % TK of weight rows
+     * tid / TK + RS q, one pointer stepping. */
+    T pw[NW], px[NX];
+    auto fetch = [&](int64_t k0) {
         const int c = tid % TK, r0 = tid / TK;
         const bool kin = k0 + c < in;
         const T *wp = w + (o0 + r0) * in + k0 + c;
@@ -205,37 +203,26 @@ __device__ __forceinline__ void ls_skinny_body(const T *__restrict__ x, XOff x_o
             px[q] = (r < rows && k < in) ? x[x_off(r) + k] : (T)0;
         }
     };
-    auto stage = [&](const T (&pw)[NW], const T (&px)[NX]) {
-        const int c = tid % TK, r0 = tid / TK;
+    fetch(0);
+    for (int64_t k0 = 0; k0 < in; k0 += TK) {
+        {
+            const int c = tid % TK, r0 = tid / TK;
 #pragma unroll
-        for (int q = 0; q < NW; q++) ws[r0 + RS * q][c] = pw[q];
+            for (int q = 0; q < NW; q++) ws[r0 + RS * q][c] = pw[q];
 #pragma unroll
-        for (int q = 0; q < NX; q++) {
-            const int idx = tid + 256 * q;
-            xs[idx / TK][idx % TK] = px[q];
+            for (int q = 0; q < NX; q++) {
+                const int idx = tid + 256 * q;
+                xs[idx / TK][idx % TK] = px[q];
+            }
         }
-    };
-    auto multiply = [&]() {
+        __syncthreads();
+        if (k0 + TK < in) fetch(k0 + TK);   /* uniform over the block */
 #pragma unroll 4
         for (int t = 0; t < TK / 8; t++) {
             const T wv = ws[oo][j + 8 * t];
 #pragma unroll
             for (int m = 0; m < LS_SK_ROWS; m++) acc[m] += wv * xs[m][j + 8 * t];
         }
-    };
-    fetch(wa, xa, 0);
-    if (TK < in) fetch(wb, xb, TK);
-    for (int64_t k0 = 0; k0 < in; k0 += 2 * TK) {   /* every branch uniform over the block */
-        stage(wa, xa);
-        __syncthreads();
-        if (k0 + 2 * TK < in) fetch(wa, xa, k0 + 2 * TK);
-        multiply();
-        __syncthreads();
-        if (k0 + TK >= in) break;
-        stage(wb, xb);
-        __syncthreads();
-        if (k0 + 3 * TK < in) fetch(wb, xb, k0 + 3 * TK);
-        multiply();
         __syncthreads();
     }
     const int64_t o = o0 + oo;
