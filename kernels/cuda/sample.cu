@@ -213,9 +213,10 @@ __device__ __forceinline__ void ls_race_enter(ls_best &b, int64_t id, double w, 
 }
 
 /* One block per draw: the greedy token (a block argmax of the rank keys), then for a draw
- * at temperature > 0 the exponential race among the kept tokens, each thread taking
- * candidates i = t, t + 256, ... and the block keeping the best. All tokens kept (top_k = 0,
- * top_p = 1): the race runs over token ids and needs no ranking. Otherwise it needs the
+ * at temperature > 0 the exponential race among the kept tokens, each thread taking every
+ * LS_SAMPLE_THREADS-th candidate (pair of tokens, when all are kept) and the block keeping
+ * the best. All tokens kept (top_k = 0, top_p = 1): the race runs over token ids and needs
+ * no ranking. Otherwise it needs the
  * sorted rows (skeys, sids; NULL when the caller did not sort: token -1, the contract
  * broken); top_p's prefix is found by in-order walks as on the host. */
 template <typename T>
@@ -378,22 +379,23 @@ static cudaError_t ls_sample(const T *rows, int64_t n_rows, int64_t vocab,
                         "sample: workspace of %lld bytes, %lld needed to sort the rows",
                         (long long)work_bytes, (long long)need);
     }
-    const int64_t n = n_rows * vocab;
-    char *p = (char *)work;
-    char *keys = p;
-    char *skeys = (p += ls_al256(n * 8));
-    int32_t *ids = (int32_t *)(p += ls_al256(n * 8));
-    int32_t *sids = (int32_t *)(p += ls_al256(n * 4));
-    int64_t *offs = (int64_t *)(p += ls_al256(n * 4));
-    void *cub_tmp = p += ls_al256((n_rows + 1) * 8);
     const T *sorted = NULL;
-    if (sort_rows) {
+    int32_t *sids = NULL;
+    if (sort_rows) {   /* the workspace is laid out only when there is one to sort in */
+        const int64_t n = n_rows * vocab;
+        char *p = (char *)work;
+        char *keys = p;
+        char *skeys = (p += ls_al256(n * 8));
+        int32_t *ids = (int32_t *)(p += ls_al256(n * 8));
+        sids = (int32_t *)(p += ls_al256(n * 4));
+        int64_t *offs = (int64_t *)(p += ls_al256(n * 4));
+        void *cub_tmp = p += ls_al256((n_rows + 1) * 8);
         cudaError_t e = ls_sample_sort(rows, n_rows, vocab, keys, skeys, ids, sids, offs,
                                        cub_tmp, &sorted, stream);
         if (e != cudaSuccess) return e;
     }
     ls_sample_draw_kernel<T><<<(unsigned)n_jobs, LS_SAMPLE_THREADS, 0, stream>>>(
-        rows, vocab, sorted, sort_rows ? sids : NULL, jobs, tokens, lps);
+        rows, vocab, sorted, sids, jobs, tokens, lps);
     return ls_cuda_launched("sample_draw");
 }
 
