@@ -86,8 +86,15 @@ fi
 "$LS" sweep "$SPEC" -j 1 -o B.h5 >b1.out 2>b1.err &
 bgpid=$!
 t0=$SECONDS
-while kill -0 "$bgpid" 2>/dev/null && [ "$(npoints B.h5)" -lt 1 ] && [ $((SECONDS - t0)) -lt 120 ]; do
-  sleep 0.02
+# The sweep (the process that merges points into B.h5) runs in 10 ms slices and B.h5 is
+# looked at only while it is stopped: a look (h5ls or Python) may take longer than the whole
+# tiny sweep on a loaded machine, and polling a running sweep once let it finish between two
+# looks. A point's worker takes far longer than one slice, so the kill lands with few points.
+while kill -0 "$bgpid" 2>/dev/null && [ $((SECONDS - t0)) -lt 120 ]; do
+  kill -STOP "$bgpid" 2>/dev/null
+  [ "$(npoints B.h5)" -ge 1 ] && break
+  kill -CONT "$bgpid" 2>/dev/null
+  sleep 0.01
 done
 kill -9 "$bgpid" 2>/dev/null
 wait "$bgpid" 2>/dev/null
