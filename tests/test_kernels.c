@@ -185,6 +185,43 @@ static void LS_S(test_rmsnorm)(void) {
         }
 }
 
+/* The lane order (kernels/lanesum.c), which the GPU kernels reproduce bit for bit: on a row
+ * where a running sum and the lanes' tree round differently, rmsnorm must take the tree.
+ * x[0]^2 = big, whose ulp is u; lanes 1 .. 100 each collect u elements of 1 (indices l,
+ * l + 256, ...). The tree adds the ones to each other first (exact multiples of u) and then
+ * to big: big + 100 u, exactly. A running sum adds each 1 to big alone and rounds it away:
+ * big. 100 ulps survive the mean and the square root in either precision. */
+static void LS_S(test_lanes)(void) {
+    const T x0 = LS_IS64 ? (T)0x1p27 : (T)0x1p12, big = x0 * x0;
+    const int ones = LS_IS64 ? 4 : 2, lanes = 100;   /* the ulp of big: 2^54 has 4, 2^24 has 2 */
+    enum { N = 1200 };
+    T *x = calloc(N, sizeof(T)), *w = malloc(N * sizeof(T)), *y = malloc(N * sizeof(T));
+    if (!x || !w || !y) { CHECK(0); free(x); free(w); free(y); return; }
+    T lane[LS_SUM_LANES] = {0};
+    x[0] = x0;
+    lane[0] = big;
+    for (int l = 1; l <= lanes; l++)
+        for (int k = 0; k < ones; k++) {
+            x[l + LS_SUM_LANES * k] = (T)1;
+            lane[l] += (T)1;
+        }
+    const T tree = big + (T)(lanes * ones);
+    CHECK(LS_S(ls_lanes_reduce)(lane) == tree);
+    for (int i = 0; i < N; i++) w[i] = (T)1;
+    T run = 0;
+    for (int i = 0; i < N; i++) run += x[i] * x[i];
+    CHECK(run == big);   /* so the test tells the two orders apart */
+    LS_S(ls_rmsnorm)(x, 1, N, w, 1e-6, y);
+    /* sqrt in double, rounded to T: correctly rounded for float too */
+    const T v = tree / (T)N + (T)1e-6, inv = (T)1 / (T)sqrt((double)v);
+    const T vr = run / (T)N + (T)1e-6, inv_run = (T)1 / (T)sqrt((double)vr);
+    CHECK(x[0] * inv != x[0] * inv_run);
+    CHECKF(y[0] == w[0] * (x[0] * inv) && y[1] == w[1] * (x[1] * inv),
+           "%s rmsnorm takes the lanes' tree: y[0] %.17g, want %.17g (a running sum: %.17g)",
+           PREC, (double)y[0], (double)(w[0] * (x[0] * inv)), (double)(w[0] * (x[0] * inv_run)));
+    free(x); free(w); free(y);
+}
+
 /* ---- silu, softplus ------------------------------------------------------------------- */
 static void LS_S(test_activations)(void) {
     int bad = 0;
@@ -618,6 +655,7 @@ static void LS_S(test_logsoftmax)(void) {
 static void LS_S(run_all)(void) {
     LS_S(test_linear)();
     LS_S(test_rmsnorm)();
+    LS_S(test_lanes)();
     LS_S(test_activations)();
     LS_S(test_conv1d)();
     LS_S(test_scan)();
