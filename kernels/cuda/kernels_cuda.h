@@ -47,9 +47,6 @@ const char *ls_cuda_error_message(void);
 /* 1 if a usable CUDA device is present, 0 otherwise (never an error). */
 int ls_cuda_device_available(void);
 
-/* A step's batch as the GPU kernels see it: sequence s owns batch rows
- * [row0[s], row0[s] + n[s]) (row0 is the exclusive prefix sum of n, so rows are
- * contiguous and in sequence order), at positions start_pos[s] + i. */
 /* Which kernel shape computes an invariant linear (ls_cuda_linear_*, ls_cuda_linear_moe_*).
  * Every path gives the same bits; the choice is only speed.
  *   FEW:   a block streams 32 outputs of the weights for up to 8 rows (linear: 8-row chunks of
@@ -57,11 +54,15 @@ int ls_cuda_device_available(void);
  *          at small batch) and for products with few outputs, where the tiled kernel would
  *          get few blocks, each walking all of K.
  *   TILED: 32 rows (pairs) x 64 outputs per block, 8 x 8 per thread: arithmetic-bound work.
- *   AUTO:  linear: FEW up to 16 rows; above, TILED once its grid has >= 96 blocks of 32 rows x
- *          64 outputs (enough to spread over the SMs), FEW below (ls_cuda_linear_auto_path). MoE: FEW at
- *          <= LS_CUDA_MOE_FEW_PER_EXPERT pairs per expert on average, TILED otherwise. */
+ *   AUTO:  linear: FEW up to 16 rows; above, TILED once its grid has >= 96 blocks of 32 rows
+ *          x 64 outputs (enough to spread over the SMs), FEW below (ls_cuda_linear_auto_path).
+ *          MoE: FEW at <= LS_CUDA_MOE_FEW_PER_EXPERT pairs per expert on average, TILED
+ *          otherwise. */
 enum { LS_CUDA_PATH_AUTO = 0, LS_CUDA_PATH_FEW = 1, LS_CUDA_PATH_TILED = 2 };
 
+/* A step's batch as the GPU kernels see it: sequence s owns batch rows
+ * [row0[s], row0[s] + n[s]) (row0 is the exclusive prefix sum of n, so rows are
+ * contiguous and in sequence order), at positions start_pos[s] + i. */
 typedef struct ls_cuda_batch {
     int64_t n_seqs;              /* host */
     int64_t rows;                /* host: sum of n */

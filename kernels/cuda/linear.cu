@@ -10,7 +10,7 @@
  * is -0 only when both addends are -0, so acc is never -0.
  *
  * Two shapes of the same computation:
- *   tiled  (by default above 8 rows once its grid has >= 96 blocks): 256 threads compute
+ *   tiled  (by default above 16 rows once its grid has >= 96 blocks): 256 threads compute
  *          32 rows x 64 outputs; thread (g, j) = (tid / 8, tid % 8) holds partial j of 8
  *          rows x 8 outputs in registers, so each pair of 16-byte shared loads feeds 64
  *          multiply-adds (the old one-row, four-output thread did 5 shared loads per 4).
@@ -36,21 +36,6 @@
  * operands and the prefetched next tile take ~190 registers (asking for two blocks spills). */
 template <typename T> struct ls_rb_cfg { static constexpr int TK = 64; };
 template <> struct ls_rb_cfg<double> { static constexpr int TK = 32; };
-
-/* 8 consecutive T from 16-byte aligned shared memory, as 16-byte loads */
-__device__ __forceinline__ void ls_lds8(const float *p, float (&r)[8]) {
-    const float4 a = reinterpret_cast<const float4 *>(p)[0];
-    const float4 b = reinterpret_cast<const float4 *>(p)[1];
-    r[0] = a.x, r[1] = a.y, r[2] = a.z, r[3] = a.w, r[4] = b.x, r[5] = b.y, r[6] = b.z,
-    r[7] = b.w;
-}
-__device__ __forceinline__ void ls_lds8(const double *p, double (&r)[8]) {
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        const double2 a = reinterpret_cast<const double2 *>(p)[i];
-        r[2 * i] = a.x, r[2 * i + 1] = a.y;
-    }
-}
 
 /* dot8's tree over lanes j = lane % 8: every lane of the 8 ends with the whole sum */
 template <typename T> __device__ __forceinline__ T ls_tree8_lanes(T v) {
@@ -111,8 +96,8 @@ __device__ __forceinline__ void ls_rb_dot8(const T *__restrict__ x, XOff x_off, 
 #pragma unroll
         for (int t = 0; t < TK / 8; t++) {
             T xv[8], wv[8];
-            ls_lds8(&xs[j + 8 * t][8 * gm], xv);
-            ls_lds8(&ws[j + 8 * t][8 * go], wv);
+            ls_ld16(&xs[j + 8 * t][8 * gm], xv);
+            ls_ld16(&ws[j + 8 * t][8 * go], wv);
 #pragma unroll
             for (int a = 0; a < 8; a++)
 #pragma unroll
