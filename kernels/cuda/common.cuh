@@ -72,6 +72,34 @@ template <typename T> __device__ T ls_block_lanes_reduce(T v, T *buf) {
     return sum;
 }
 
+/* N consecutive elements (N a multiple of 4 for float, of 2 for double) between memory and
+ * registers in 16-byte moves; p must be 16-byte aligned (shared or global memory). */
+template <int N> __device__ __forceinline__ void ls_ld16(const float *p, float (&r)[N]) {
+#pragma unroll
+    for (int q = 0; q < N / 4; q++) {
+        const float4 v = reinterpret_cast<const float4 *>(p)[q];
+        r[4 * q] = v.x, r[4 * q + 1] = v.y, r[4 * q + 2] = v.z, r[4 * q + 3] = v.w;
+    }
+}
+template <int N> __device__ __forceinline__ void ls_ld16(const double *p, double (&r)[N]) {
+#pragma unroll
+    for (int q = 0; q < N / 2; q++) {
+        const double2 v = reinterpret_cast<const double2 *>(p)[q];
+        r[2 * q] = v.x, r[2 * q + 1] = v.y;
+    }
+}
+template <int N> __device__ __forceinline__ void ls_st16(float *p, const float (&r)[N]) {
+#pragma unroll
+    for (int q = 0; q < N / 4; q++)
+        reinterpret_cast<float4 *>(p)[q] =
+            make_float4(r[4 * q], r[4 * q + 1], r[4 * q + 2], r[4 * q + 3]);
+}
+template <int N> __device__ __forceinline__ void ls_st16(double *p, const double (&r)[N]) {
+#pragma unroll
+    for (int q = 0; q < N / 2; q++)
+        reinterpret_cast<double2 *>(p)[q] = make_double2(r[2 * q], r[2 * q + 1]);
+}
+
 template <typename T> __device__ __forceinline__ T ls_nan();
 template <> __device__ __forceinline__ float ls_nan<float>() { return __int_as_float(0x7fc00000); }
 template <> __device__ __forceinline__ double ls_nan<double>() {

@@ -12,37 +12,11 @@
  * warp instruction touch 32 sectors for 4 bytes apiece: 16 such stores put 8x the state's
  * bytes through L2 (decode at batch 256 spent ~3 ms a step there). With N == 16 and an
  * aligned state, 16-byte accesses move it in 4 (f64: 8) instructions, each sector filled by
- * two of them. Only how the bits travel changes, never what they are. */
+ * two of them (ls_ld16 / ls_st16; A's row, read once per thread, the same way). Only how the
+ * bits travel changes, never what they are. */
 __device__ __forceinline__ bool ls_scan_wide(const void *h, int64_t N) {
     return N == LS_SCAN_REG_N && ((uintptr_t)h & 15) == 0;
 }
-/* (also A's row, read once per thread, the same shape) */
-__device__ __forceinline__ void ls_scan_ld16(const float *h, float (&r)[LS_SCAN_REG_N]) {
-#pragma unroll
-    for (int q = 0; q < 4; q++) {
-        const float4 v = reinterpret_cast<const float4 *>(h)[q];
-        r[4 * q] = v.x, r[4 * q + 1] = v.y, r[4 * q + 2] = v.z, r[4 * q + 3] = v.w;
-    }
-}
-__device__ __forceinline__ void ls_scan_ld16(const double *h, double (&r)[LS_SCAN_REG_N]) {
-#pragma unroll
-    for (int q = 0; q < 8; q++) {
-        const double2 v = reinterpret_cast<const double2 *>(h)[q];
-        r[2 * q] = v.x, r[2 * q + 1] = v.y;
-    }
-}
-__device__ __forceinline__ void ls_scan_st16(float *h, const float (&r)[LS_SCAN_REG_N]) {
-#pragma unroll
-    for (int q = 0; q < 4; q++)
-        reinterpret_cast<float4 *>(h)[q] =
-            make_float4(r[4 * q], r[4 * q + 1], r[4 * q + 2], r[4 * q + 3]);
-}
-__device__ __forceinline__ void ls_scan_st16(double *h, const double (&r)[LS_SCAN_REG_N]) {
-#pragma unroll
-    for (int q = 0; q < 8; q++)
-        reinterpret_cast<double2 *>(h)[q] = make_double2(r[2 * q], r[2 * q + 1]);
-}
-
 template <typename T, bool REG>
 __global__ void __launch_bounds__(128)
 ls_scan_kernel(int64_t n_seqs, const int64_t *__restrict__ row0,
@@ -68,13 +42,13 @@ ls_scan_kernel(int64_t n_seqs, const int64_t *__restrict__ row0,
     T hr[REG ? LS_SCAN_REG_N : 1], ar[REG ? LS_SCAN_REG_N : 1];
     if constexpr (REG) {
         if (init && ls_scan_wide(h, N)) {
-            ls_scan_ld16(h, hr);
+            ls_ld16(h, hr);
         } else {
 #pragma unroll
             for (int k = 0; k < LS_SCAN_REG_N; k++) hr[k] = (k < N && init) ? h[k] : (T)0;
         }
         if (ls_scan_wide(Ac, N)) {
-            ls_scan_ld16(Ac, ar);
+            ls_ld16(Ac, ar);
         } else {
 #pragma unroll
             for (int k = 0; k < LS_SCAN_REG_N; k++) ar[k] = k < N ? Ac[k] : (T)0;
@@ -109,7 +83,7 @@ ls_scan_kernel(int64_t n_seqs, const int64_t *__restrict__ row0,
     }
     if constexpr (REG) {
         if (ls_scan_wide(h, N)) {
-            ls_scan_st16(h, hr);
+            ls_st16(h, hr);
         } else {
 #pragma unroll
             for (int k = 0; k < LS_SCAN_REG_N; k++)
