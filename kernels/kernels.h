@@ -4,20 +4,34 @@
  * inputs with a fixed operation order that does not depend on how many rows there
  * are, where they sit in a batch, or how a sequence was chunked. The engine and the
  * reference call the same kernels, so in the same precision they agree bit for bit.
- * Build flags keep the compiler from reordering: -ffp-contract=off, no fast-math.
+ * Build flags keep the compiler from reordering: -ffp-contract=off, no fast-math; the one
+ * fused operation is the linear layer's multiply-add, written out as LS_FMA.
  *
  * Layouts: a linear layer's weight is [out][in] row-major (as in Hugging Face);
  * activations are [rows][features]. */
 #ifndef LS_KERNELS_H
 #define LS_KERNELS_H
 
+#include <math.h>
 #include <stdint.h>
+
+/* a * b + c rounded once (C99 fma / fmaf): the same bits on every IEEE machine */
+#define LS_FMA(a, b, c) _Generic((a), float: fmaf, double: fma)((a), (b), (c))
+
+/* An x86-64 build also compiles the marked function for the FMA instruction set and picks
+ * that copy at load time where the CPU has it (gcc/clang function multiversioning); the
+ * default copy calls libm's fma, same bits, slower. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LS_FMA_CLONES __attribute__((target_clones("fma", "default")))
+#else
+#define LS_FMA_CLONES
+#endif
 
 /* Partial sums of a long row reduction (kernels/lanesum.c): rmsnorm and logsoftmax. */
 #define LS_SUM_LANES 256
 
 #define LS_KERNEL_DECLS(T, S)                                                                   \
-    /* y[m][o] = sum_k w[o][k] * x[m][k] (+ b[o]); fixed k order, 8 interleaved partial sums */ \
+    /* y[m][o] = sum_k w[o][k] * x[m][k] (+ b[o]); fixed k order, 8 interleaved fma sums  */ \
     void ls_linear_##S(const T *x, int64_t rows, int64_t in, const T *w, const T *b,          \
                        int64_t out, T *y);                                                     \
     /* y = w * (x / sqrt(mean(x^2) + eps)), per row of n; sum of squares in lanes */           \

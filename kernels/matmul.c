@@ -1,19 +1,27 @@
 /* Linear layer. The dot product of each output uses 8 partial sums over k mod 8, then
  * combines them in a fixed tree: the order depends only on `in`, never on `rows`, so a
  * row gives the same bits alone or in any batch. (Split-K that varied with the batch
- * would break invariance.) */
+ * would break invariance.)
+ *
+ * Each term enters its partial sum as one fused multiply-add (fma: the exact product
+ * added, rounded once), the one place the kernels fuse: the GPU twin issues one FFMA per
+ * term where a separate multiply and add would take two instructions (the GPU's invariant
+ * linear is bound by its FP instruction rate), and fma is correctly rounded in IEEE 754,
+ * so both sides give the same bits. Everything else stays unfused (-ffp-contract=off). On
+ * x86-64 dot8 is also compiled for the FMA instruction set and picked at load time
+ * where the CPU has it; elsewhere libm's fma gives the same bits, slower. */
 #ifndef LS_T
 #include "kernels/kernels.h"
 #define LS_SELF "kernels/matmul.c"
 #include "kernels/instantiate.h"
 #else
 
-static LS_T LS_S(dot8)(const LS_T *a, const LS_T *b, int64_t n) {
+LS_FMA_CLONES static LS_T LS_S(dot8)(const LS_T *a, const LS_T *b, int64_t n) {
     LS_T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int64_t k = 0;
     for (; k + 8 <= n; k += 8)
-        for (int j = 0; j < 8; j++) acc[j] += a[k + j] * b[k + j];
-    for (int j = 0; k < n; k++, j++) acc[j] += a[k] * b[k];
+        for (int j = 0; j < 8; j++) acc[j] = LS_FMA(a[k + j], b[k + j], acc[j]);
+    for (int j = 0; k < n; k++, j++) acc[j] = LS_FMA(a[k], b[k], acc[j]);
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 

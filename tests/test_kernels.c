@@ -146,6 +146,24 @@ static void LS_S(test_linear)(void) {
                 }
 }
 
+/* Each term enters its partial sum as one fma, on the CPU as on the GPU twin: partial 0
+ * holds -(1 + 2e) after k = 0, and k = 8 adds (1 + e)^2 = 1 + 2e + e^2, whose e^2 lies
+ * below half an ulp of 1. A fused multiply-add keeps it (y = e^2 exactly); a rounded
+ * product then a sum gives 0. in = 9 puts k = 8 in dot8's tail loop, in = 17 in its main
+ * loop. */
+static void LS_S(test_linear_fused)(void) {
+    const T e = LS_IS64 ? (T)0x1p-28 : (T)0x1p-13;
+    for (int64_t in = 9; in <= 17; in += 8) {
+        T w[17] = {0}, x[17] = {0}, y = -1;
+        w[0] = -(1 + 2 * e);
+        x[0] = 1;
+        w[8] = x[8] = 1 + e;
+        LS_S(ls_linear)(x, 1, in, w, NULL, 1, &y);
+        CHECKF(y == e * e, "%s linear in=%lld: %.17g, the fused sum keeps e^2 = %.17g (a separate "
+               "multiply and add gives 0)", PREC, (long long)in, (double)y, (double)(e * e));
+    }
+}
+
 /* ---- rmsnorm -------------------------------------------------------------------------- */
 static void LS_S(test_rmsnorm)(void) {
     static const int64_t ns[] = {1, 3, 8, 37, 64, 128};
@@ -654,6 +672,7 @@ static void LS_S(test_logsoftmax)(void) {
 
 static void LS_S(run_all)(void) {
     LS_S(test_linear)();
+    LS_S(test_linear_fused)();
     LS_S(test_rmsnorm)();
     LS_S(test_lanes)();
     LS_S(test_activations)();

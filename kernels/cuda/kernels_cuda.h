@@ -12,10 +12,10 @@
  * fixed sequence of floating-point operations that depends only on that row's inputs
  * (never on the number of rows, the row's place in the batch, the tile it lands in, the
  * chunking of a sequence, or the KV blocks its keys live in). Device code is built with
- * -fmad=false (no multiply-add contraction) and IEEE division / square root, and every
- * reduction runs in the CPU twin's order, so:
+ * -fmad=false (no multiply-add contraction; the linear's dot8 names its fma on both sides)
+ * and IEEE division / square root, and every reduction runs in the CPU twin's order, so:
  *   - bitwise equal to the CPU twin: embedding, linear (invariant), rmsnorm, KV write,
- *     MoE combine, logprob gather, state copy, add -- pure +,*,/,sqrt in the same order;
+ *     MoE combine, logprob gather, state copy, add -- pure +,*,fma,/,sqrt in the same order;
  *   - equal to the CPU twin up to exp/log/log1p: conv1d (silu), selective scan,
  *     attention, logsoftmax, MoE route, silu_mul, softplus. CUDA's exp/log are not
  *     glibc's (each is within 1-2 ulp of the true value but they round differently on

@@ -1,13 +1,14 @@
 /* Invariant linear layer. Every output y[m][o] is dot8(w[o][:], x[m][:]) exactly as
- * kernels/matmul.c computes it: 8 partial sums, partial j taking the products of k = j
- * (mod 8) in ascending k, then ((a0+a1)+(a2+a3))+((a4+a5)+(a6+a7)). The kernels below only
+ * kernels/matmul.c computes it: 8 partial sums, partial j taking the terms of k = j (mod 8)
+ * in ascending k, each as one fused multiply-add (ls_fma: one FFMA, where -fmad=false would
+ * otherwise issue a multiply and an add), then ((a0+a1)+(a2+a3))+((a4+a5)+(a6+a7)). The kernels below only
  * decide which thread does the work and where operands are staged, never the order: the
  * thread that owns partial j of an output walks k = j, j + 8, ... upwards through the K
  * tiles, and the 8 partials of an output sit in 8 neighbouring lanes of one warp, where
  * three xor-shuffles (1, 2, 4) add them in the tree's order (IEEE addition is commutative,
  * so both lanes of a pair hold the same sum). The last K tile is padded with +0 operands:
  * acc + (+0 * +0) == acc bit for bit, because acc starts at +0 and a round-to-nearest sum
- * is -0 only when both addends are -0, so acc is never -0.
+ * is -0 only when both addends are -0, so acc is never -0 (fma(+0, +0, acc) is acc + 0).
  *
  * Two shapes of the same computation:
  *   tiled  (by default above 16 rows once its grid has >= 96 blocks): 256 threads compute
@@ -101,7 +102,7 @@ __device__ __forceinline__ void ls_rb_dot8(const T *__restrict__ x, XOff x_off, 
 #pragma unroll
             for (int a = 0; a < 8; a++)
 #pragma unroll
-                for (int c = 0; c < 8; c++) acc[a][c] += wv[c] * xv[a];
+                for (int c = 0; c < 8; c++) acc[a][c] = ls_fma(wv[c], xv[a], acc[a][c]);
         }
         __syncthreads();
     }
@@ -206,7 +207,7 @@ __device__ __forceinline__ void ls_skinny_body(const T *__restrict__ x, XOff x_o
         for (int t = 0; t < TK / 8; t++) {
             const T wv = ws[oo][j + 8 * t];
 #pragma unroll
-            for (int m = 0; m < LS_SK_ROWS; m++) acc[m] += wv * xs[m][j + 8 * t];
+            for (int m = 0; m < LS_SK_ROWS; m++) acc[m] = ls_fma(wv, xs[m][j + 8 * t], acc[m]);
         }
         __syncthreads();
     }
