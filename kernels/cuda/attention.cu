@@ -5,7 +5,8 @@
  * (one thread per key); mx = max_j s_j (a max is exact in any order: the only freedom,
  * the sign of a zero maximum, cannot change exp(s - mx) or any later value); e_j =
  * exp(s_j - mx); sum = e_0 + e_1 + ... in j order (thread 0, serially); p_j = e_j / sum;
- * out[d] = (((0 + p_0 v_0[d]) + p_1 v_1[d]) + ...) in j order (one thread per d). Keys are
+ * out[d] = (((0 + p_0 v_0[d]) + p_1 v_1[d]) + ...) in j order (one thread per d, the keys
+ * taken in chunks whose rows and probabilities are staged in shared memory). Keys are
  * found through the block table, so contiguous and paged caches give the same bits.
  * scores/probabilities live in a caller-provided scratch of rows * heads * max_keys. */
 #include <math.h>
@@ -13,6 +14,7 @@
 #include "kernels/cuda/common.cuh"
 
 #define LS_ATT_THREADS 128
+#define LS_ATT_QMAX 256   /* head_dim up to this: the query sits in shared memory */
 
 /* The sequence owning batch row r: the largest s with row0[s] <= r (row0 ascending). */
 __device__ __forceinline__ int64_t ls_find_seq(const int64_t *row0, int64_t n_seqs, int64_t r) {
@@ -73,12 +75,18 @@ ls_attention_kernel(int64_t n_seqs, const int64_t *__restrict__ row0,
     const T *qh = q + r * ldq + h * hd;
     T *sc = scratch + (r * heads + h) * max_keys;
 
+    __shared__ T qs[LS_ATT_QMAX];   /* the query head, read by every key's thread */
+    const bool q_shared = hd <= LS_ATT_QMAX;
+    if (q_shared)
+        for (int64_t d = tid; d < hd; d += LS_ATT_THREADS) qs[d] = qh[d];
+    __syncthreads();
+    const T *qv = q_shared ? qs : qh;
     T mx = -INFINITY;
     for (int64_t j = tid; j < nk; j += LS_ATT_THREADS) {
         const int64_t row = bt[j / bs] * bs + j % bs;
         const T *kj = kc + row * kv_dim + g * hd;
         T dot = 0;
-        for (int64_t d = 0; d < hd; d++) dot += qh[d] * kj[d];
+        for (int64_t d = 0; d < hd; d++) dot += qv[d] * kj[d];
         dot = dot * scale;
         sc[j] = dot;
         if (dot > mx) mx = dot;
@@ -100,14 +108,29 @@ ls_attention_kernel(int64_t n_seqs, const int64_t *__restrict__ row0,
     __syncthreads();
     const T sum = sum_s;
     for (int64_t j = tid; j < nk; j += LS_ATT_THREADS) sc[j] = sc[j] / sum;
-    __syncthreads();
-    for (int64_t d = tid; d < hd; d += LS_ATT_THREADS) {
+    /* out[d] over keys in chunks of LS_ATT_THREADS: a chunk's value-row offsets and
+     * probabilities are staged in shared memory first, so the serial j loop's loads do not
+     * wait on a block-table lookup each and can be issued ahead of the adds. */
+    __shared__ int64_t vrow[LS_ATT_THREADS];
+    __shared__ T pj[LS_ATT_THREADS];
+    for (int64_t d0 = 0; d0 < hd; d0 += LS_ATT_THREADS) {
+        const int64_t d = d0 + tid;
         T o = 0;
-        for (int64_t j = 0; j < nk; j++) {
-            const int64_t row = bt[j / bs] * bs + j % bs;
-            o += sc[j] * vc[row * kv_dim + g * hd + d];
+        for (int64_t j0 = 0; j0 < nk; j0 += LS_ATT_THREADS) {
+            __syncthreads();   /* sc complete; the previous chunk's readers done */
+            const int64_t j = j0 + tid;
+            if (j < nk) {
+                vrow[tid] = (bt[j / bs] * bs + j % bs) * kv_dim + g * hd;
+                pj[tid] = sc[j];
+            }
+            __syncthreads();
+            const int n = nk - j0 < LS_ATT_THREADS ? (int)(nk - j0) : LS_ATT_THREADS;
+            if (d < hd) {
+#pragma unroll 8
+                for (int i = 0; i < n; i++) o += pj[i] * vc[vrow[i] + d];
+            }
         }
-        oh[d] = o;
+        if (d < hd) oh[d] = o;
     }
 }
 

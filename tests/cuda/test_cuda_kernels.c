@@ -982,11 +982,15 @@ static void LS_S(test_scan)(int64_t N, int64_t shift) {
     dfree_all();
 }
 
-static void LS_S(test_attention)(void) {
+/* head_dim hd; far: sequences 1, 2 and 6 start past 128 keys (the kernel's key chunks:
+ * 308, 181 and 131..141 keys). hd above 128 takes two passes over d; above 256 the query
+ * is read from global memory instead of shared. */
+static void LS_S(test_attention)(int64_t hd, int far) {
     enum { S = 7 };
-    const int64_t H = 4, KVH = 2, hd = 40, bs = 4, kvd = KVH * hd, qd = H * hd;
+    const int64_t H = 4, KVH = 2, bs = 4, kvd = KVH * hd, qd = H * hd;
     const int64_t ldq = qd + 5, ldk = kvd + 3, ldo = qd + 1;
-    const int64_t n[S] = {3, 1, 1, 20, 1, 0, 11}, start[S] = {0, 7, 30, 5, 0, 4, 2};
+    const int64_t n[S] = {3, 1, 1, 20, 1, 0, 11};
+    const int64_t start[S] = {0, far ? 307 : 7, far ? 180 : 30, 5, 0, 4, far ? 130 : 2};
     const int pad = 4;   /* sequence 4 is a padding row */
     int64_t R = 0, row0[S], nblk[S], total_blocks = 0;
     for (int s = 0; s < S; s++) {
@@ -1057,7 +1061,10 @@ static void LS_S(test_attention)(void) {
         }
     LS_S(cmp)("kv_write k cache", gk, kc, crow * kvd, 1, 0);
     LS_S(cmp)("kv_write v cache", gv, vc, crow * kvd, 1, 0);
-    LS_S(cmp)("attention (paged, GQA)", got, ref, R * qd, 0, LS_TOL);
+    char what[64];
+    snprintf(what, sizeof what, "attention (paged, GQA, head_dim %lld%s)", (long long)hd,
+             far ? ", > 128 keys" : "");
+    LS_S(cmp)(what, got, ref, R * qd, 0, LS_TOL);
     LS_S(same_bits)("attention paged vs contiguous blocks", got, gotc, R * qd);
     /* sequence 3 (20 rows, start 5) alone, reading the cache the batch wrote */
     {
@@ -1251,7 +1258,9 @@ static void LS_S(run_all)(void) {
     LS_S(test_scan)(16, 1);   /* registers, element by element */
     LS_S(test_scan)(8, 0);    /* registers, N < 16 */
     LS_S(test_scan)(20, 0);   /* the state in the slot */
-    LS_S(test_attention)();
+    LS_S(test_attention)(40, 0);
+    LS_S(test_attention)(136, 1);
+    LS_S(test_attention)(264, 1);
     LS_S(test_moe)(16, 2);
     LS_S(test_moe)(8, 4);
     LS_S(test_logsoftmax)();
