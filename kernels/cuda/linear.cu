@@ -25,8 +25,6 @@
  * (x row = pair / x_div, y row = pair), so an expert's weights are read once per tile, not
  * once per pair. Which kernel, block and lane compute an output never changes its
  * operations: every shape gives the same bits for the same (x, W) row. */
-#include <cuda_pipeline.h>
-
 #include "kernels/cuda/common.cuh"
 
 /* ---------------- tiled: 32 rows x 64 outputs, 8 x 8 per thread ---------------- */
@@ -35,17 +33,10 @@
 #define LS_RB_TO 64
 #define LS_RB_THREADS 256
 
-/* K tile, pipeline depth and blocks per SM per precision (TK a multiple of 8). STAGES K tiles
- * are in flight at once, copied global -> shared by cp.async (no staging through registers),
- * so a thread holds only its 64 accumulators and 16 operands and two blocks fit on an SM in
- * f32: one block's barrier is the other's issue slot. f64's 64 accumulators alone take 128
- * registers: one block. */
-template <typename T> struct ls_rb_cfg {
-    static constexpr int TK = 32, STAGES = 3, MIN_BLOCKS = 2;
-};
-template <> struct ls_rb_cfg<double> {
-    static constexpr int TK = 16, STAGES = 3, MIN_BLOCKS = 1;
-};
+/* K tile per precision (a multiple of 8). One block per SM: the 64 accumulators, the 16
+ * operands and the prefetched next tile take ~190 registers (asking for two blocks spills). */
+template <typename T> struct ls_rb_cfg { static constexpr int TK = 64; };
+template <> struct ls_rb_cfg<double> { static constexpr int TK = 32; };
 
 /* dot8's tree over lanes j = lane % 8: every lane of the 8 ends with the whole sum */
 template <typename T> __device__ __forceinline__ T ls_tree8_lanes(T v) {
@@ -59,68 +50,61 @@ template <typename T> __device__ __forceinline__ T ls_tree8_lanes(T v) {
  * rows 8 (g / 8) + a, outputs 8 (g % 8) + c, partial j: acc[a][c] gets w[o][k] * x[m][k]
  * for k = j, j + 8, ... ascending. Operands are staged k-major, a row of the x tile padded
  * to 16 bytes past 32 and of the w tile past 64, so the 8 lanes j of a quarter warp read
- * 8 different k rows from 8 disjoint groups of 4 banks. Each element is its own 4- (8-)
- * byte cp.async, which is what lets the copy transpose: a warp's 32 copies read 32
- * consecutive k of one row (coalesced); an operand past `in`, `out` or the last row is
- * zero-filled by the copy itself (+0, exact as above). Ring of STAGES tiles: at step kt
- * the copies of tile kt + STAGES - 1 go into the slot tile kt - 1 used, which every warp
- * has left once it passes the step's one barrier. */
+ * 8 different k rows from 8 disjoint groups of 4 banks. The next K tile is loaded into
+ * registers while the current one is multiplied, so its latency hides behind the math. */
 template <typename T, typename XOff>
 __device__ __forceinline__ void ls_rb_dot8(const T *__restrict__ x, XOff x_off, int64_t in,
                                            const T *__restrict__ w, int64_t o0, int64_t out,
                                            T (&acc)[8][8]) {
-    constexpr int TK = ls_rb_cfg<T>::TK, S = ls_rb_cfg<T>::STAGES, PAD = 16 / (int)sizeof(T);
-    constexpr int RPQ = LS_RB_THREADS / TK;   /* tile rows one pass of the block copies */
-    static_assert(LS_RB_THREADS % TK == 0 && LS_RB_TM % RPQ == 0 && LS_RB_TO % RPQ == 0,
-                  "a pass of the block copies whole rows of a K tile");
-    __shared__ __align__(16) T xs[S][TK][LS_RB_TM + PAD];
-    __shared__ __align__(16) T ws[S][TK][LS_RB_TO + PAD];
+    constexpr int TK = ls_rb_cfg<T>::TK, PAD = 16 / (int)sizeof(T);
+    constexpr int NX = (LS_RB_TM * TK) / LS_RB_THREADS, NW = (LS_RB_TO * TK) / LS_RB_THREADS;
+    __shared__ __align__(16) T xs[TK][LS_RB_TM + PAD];
+    __shared__ __align__(16) T ws[TK][LS_RB_TO + PAD];
     const int tid = threadIdx.x, j = tid & 7, g = tid >> 3, gm = g >> 3, go = g & 7;
-    const int kk = tid % TK, r0 = tid / TK;
-    const int64_t nk = (in + TK - 1) / TK;
-    auto issue = [&](int64_t kt) {   /* this thread's copies of K tile kt */
-        const int s = (int)(kt % S);
-        const int64_t k = kt * TK + kk;
-        const bool kin = k < in;
+    T px[NX], pw[NW];   /* the next K tile, element q at (tid + 256 q) / TK, % TK */
+    auto fetch = [&](int64_t k0) {
 #pragma unroll
-        for (int rr = r0; rr < LS_RB_TM; rr += RPQ) {
-            const int64_t xo = x_off(rr);
-            const bool ok = kin && xo >= 0;
-            __pipeline_memcpy_async(&xs[s][kk][rr], ok ? x + xo + k : x, sizeof(T),
-                                    ok ? 0 : sizeof(T));
+        for (int q = 0; q < NX; q++) {
+            const int idx = tid + LS_RB_THREADS * q, rr = idx / TK, kk = idx % TK;
+            const int64_t xo = x_off(rr), k = k0 + kk;
+            px[q] = (xo >= 0 && k < in) ? x[xo + k] : (T)0;
         }
 #pragma unroll
-        for (int oo = r0; oo < LS_RB_TO; oo += RPQ) {
-            const bool ok = kin && o0 + oo < out;
-            __pipeline_memcpy_async(&ws[s][kk][oo], ok ? w + (o0 + oo) * in + k : w, sizeof(T),
-                                    ok ? 0 : sizeof(T));
+        for (int q = 0; q < NW; q++) {
+            const int idx = tid + LS_RB_THREADS * q, oo = idx / TK, kk = idx % TK;
+            const int64_t o = o0 + oo, k = k0 + kk;
+            pw[q] = (o < out && k < in) ? w[o * in + k] : (T)0;
         }
     };
 #pragma unroll
     for (int a = 0; a < 8; a++)
 #pragma unroll
         for (int c = 0; c < 8; c++) acc[a][c] = (T)0;
+    fetch(0);
+    for (int64_t k0 = 0; k0 < in; k0 += TK) {
 #pragma unroll
-    for (int s = 0; s < S - 1; s++) {
-        if (s < nk) issue(s);
-        __pipeline_commit();   /* one group per tile, empty past the last: the count stays */
-    }
-    for (int64_t kt = 0; kt < nk; kt++) {
-        __pipeline_wait_prior(S - 2);   /* this thread's copies of tile kt have landed */
-        __syncthreads();                /* everyone's have; everyone is done with kt - 1 */
-        if (kt + S - 1 < nk) issue(kt + S - 1);
-        __pipeline_commit();
-        const int s = (int)(kt % S);
+        for (int q = 0; q < NX; q++) {
+            const int idx = tid + LS_RB_THREADS * q;
+            xs[idx % TK][idx / TK] = px[q];
+        }
+#pragma unroll
+        for (int q = 0; q < NW; q++) {
+            const int idx = tid + LS_RB_THREADS * q;
+            ws[idx % TK][idx / TK] = pw[q];
+        }
+        __syncthreads();
+        if (k0 + TK < in) fetch(k0 + TK);   /* uniform over the block */
 #pragma unroll
         for (int t = 0; t < TK / 8; t++) {
             T xv[8], wv[8];
-            ls_ld16(&xs[s][j + 8 * t][8 * gm], xv);
-            ls_ld16(&ws[s][j + 8 * t][8 * go], wv);
+            ls_ld16(&xs[j + 8 * t][8 * gm], xv);
+            ls_ld16(&ws[j + 8 * t][8 * go], wv);
 #pragma unroll
             for (int a = 0; a < 8; a++)
 #pragma unroll
                 for (int c = 0; c < 8; c++) acc[a][c] = ls_fma(wv[c], xv[a], acc[a][c]);
         }
+        __syncthreads();
     }
 }
 
@@ -148,7 +132,7 @@ __device__ __forceinline__ void ls_rb_store(T (&acc)[8][8], YOff y_off, const T 
 /* grid.x: 32-row tiles, grid.y: 64-output tiles. A weight tile's readers are neighbours in
  * x, so they tend to run together and share it in L2. */
 template <typename T>
-__global__ void __launch_bounds__(LS_RB_THREADS, ls_rb_cfg<T>::MIN_BLOCKS)
+__global__ void __launch_bounds__(LS_RB_THREADS, 1)
 ls_linear_tiled(const T *__restrict__ x, int64_t ldx, int64_t rows, int64_t in,
                 const T *__restrict__ w, const T *__restrict__ b, int64_t out,
                 T *__restrict__ y, int64_t ldy) {
@@ -290,7 +274,7 @@ __device__ __forceinline__ bool ls_moe_tile_rows(const int32_t *__restrict__ grp
  * 64-output tiles. A tile's neighbours in x are the other tiles of the same expert, which
  * read the same weight tile. */
 template <typename T>
-__global__ void __launch_bounds__(LS_RB_THREADS, ls_rb_cfg<T>::MIN_BLOCKS)
+__global__ void __launch_bounds__(LS_RB_THREADS, 1)
 ls_linear_moe_tiled(const T *__restrict__ x, int64_t ldx, int64_t x_div, int64_t pairs,
                     int64_t in, const T *const *__restrict__ w_list, int64_t n_experts,
                     const int32_t *__restrict__ grp, int64_t out, T *__restrict__ y,
