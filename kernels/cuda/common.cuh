@@ -104,6 +104,22 @@ template <int N> __device__ __forceinline__ void ls_st16(double *p, const double
         reinterpret_cast<double2 *>(p)[q] = make_double2(r[2 * q], r[2 * q + 1]);
 }
 
+/* Tile t of an ls_cuda_moe_group table (layout in kernels_cuda.h), the one reader of that
+ * layout on the device: the tile's group (an expert; n_experts is the invalid group), its
+ * pairs in sorted order (pair[0 .. n - 1]) and their count n. n_tiles: how many tiles the
+ * table holds. */
+struct ls_moe_tile {
+    int64_t group;
+    const int32_t *pair;
+    int n;
+};
+__device__ __forceinline__ int64_t ls_moe_n_tiles(const int32_t *grp) { return grp[0]; }
+__device__ __forceinline__ ls_moe_tile ls_moe_tile_at(const int32_t *grp, int64_t pairs,
+                                                      int64_t t) {
+    const int32_t *d = grp + 1 + pairs + 3 * t;
+    return {d[0], grp + 1 + d[1], d[2]};
+}
+
 template <typename T> __device__ __forceinline__ T ls_nan();
 template <> __device__ __forceinline__ float ls_nan<float>() { return __int_as_float(0x7fc00000); }
 template <> __device__ __forceinline__ double ls_nan<double>() {

@@ -249,10 +249,10 @@ __device__ __forceinline__ bool ls_moe_tile_rows(const int32_t *__restrict__ grp
                                                  int64_t o0, int64_t o_step, int64_t out,
                                                  T *__restrict__ y, int64_t (&xoff)[N],
                                                  int64_t (&yoff)[N], int64_t *e_out) {
-    const int32_t *tile = grp + 1 + pairs + 3 * t;
-    const int64_t e = tile[0];
-    const int n = tile[2] - r0;   /* pairs of this tile from r0 on (>= 1) */
-    const int32_t *order = grp + 1 + (int64_t)tile[1] + r0;
+    const ls_moe_tile tile = ls_moe_tile_at(grp, pairs, t);
+    const int64_t e = tile.group;
+    const int n = tile.n - r0;   /* pairs of this tile from r0 on (>= 1) */
+    const int32_t *order = tile.pair + r0;
     if (e < 0 || e >= n_experts) {   /* the invalid-expert group: uniform, no barrier skipped */
         for (int i = threadIdx.x; i < (n < N ? n : N) * o_step; i += blockDim.x) {
             const int64_t o = o0 + i % o_step;
@@ -281,7 +281,7 @@ ls_linear_moe_tiled(const T *__restrict__ x, int64_t ldx, int64_t x_div, int64_t
                     int64_t ldy) {
     __shared__ int64_t xoff[LS_RB_TM], yoff[LS_RB_TM];
     const int64_t t = blockIdx.x, o0 = (int64_t)blockIdx.y * LS_RB_TO;
-    if (t >= (int64_t)grp[0]) return;   /* uniform over the block, before any barrier */
+    if (t >= ls_moe_n_tiles(grp)) return;   /* uniform over the block, before any barrier */
     int64_t e;
     if (!ls_moe_tile_rows<T>(grp, pairs, t, 0, n_experts, ldx, x_div, ldy, o0, LS_RB_TO, out,
                              y, xoff, yoff, &e))
@@ -304,8 +304,8 @@ ls_linear_moe_skinny(const T *__restrict__ x, int64_t ldx, int64_t x_div, int64_
     __shared__ int64_t xoff[LS_SK_ROWS], yoff[LS_SK_ROWS];
     const int64_t t = blockIdx.x / 4, o0 = (int64_t)blockIdx.y * LS_SK_OUT;
     const int r0 = (int)(blockIdx.x % 4) * LS_SK_ROWS;
-    if (t >= (int64_t)grp[0]) return;                   /* uniform, before any barrier */
-    const int n = grp[1 + pairs + 3 * t + 2] - r0;
+    if (t >= ls_moe_n_tiles(grp)) return;               /* uniform, before any barrier */
+    const int n = ls_moe_tile_at(grp, pairs, t).n - r0;
     if (n <= 0) return;                                 /* an empty quarter: uniform */
     int64_t e;
     if (!ls_moe_tile_rows<T>(grp, pairs, t, r0, n_experts, ldx, x_div, ldy, o0, LS_SK_OUT, out,

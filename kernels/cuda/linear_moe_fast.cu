@@ -27,14 +27,14 @@ ls_moe_fast_gather(const T *__restrict__ x, int64_t ldx, int64_t x_div, int64_t 
                    const int32_t *__restrict__ grp, int64_t tile, int64_t out,
                    T *__restrict__ xp, T *__restrict__ yp, const void **ptr) {
     const int64_t q = blockIdx.x, t = q / tile, r = q % tile, nt = gridDim.x / tile;
-    const int32_t *td = grp + 1 + pairs + 3 * t;
-    const bool live = t < (int64_t)grp[0];
-    const int64_t e = live ? td[0] : 0;
+    const bool live = t < ls_moe_n_tiles(grp);
+    const ls_moe_tile td = live ? ls_moe_tile_at(grp, pairs, t) : ls_moe_tile{0, grp, 0};
+    const int64_t e = td.group;
     const bool valid = e >= 0 && e < n_experts;
-    const bool real = live && r < td[2];
+    const bool real = live && r < td.n;
     T *dst = xp + q * in;
     if (real && valid) {
-        const T *src = x + ((int64_t)grp[1 + td[1] + r] / x_div) * ldx;
+        const T *src = x + ((int64_t)td.pair[r] / x_div) * ldx;
         for (int64_t k = threadIdx.x; k < in; k += blockDim.x) dst[k] = src[k];
     } else {
         const T fill = real ? ls_nan<T>() : (T)0;
@@ -53,10 +53,10 @@ __global__ void __launch_bounds__(128)
 ls_moe_fast_scatter(const T *__restrict__ yp, int64_t pairs, const int32_t *__restrict__ grp,
                     int64_t tile, int64_t out, T *__restrict__ y, int64_t ldy) {
     const int64_t q = blockIdx.x, t = q / tile, r = q % tile;
-    if (t >= (int64_t)grp[0]) return;
-    const int32_t *td = grp + 1 + pairs + 3 * t;
-    if (r >= td[2]) return;
-    T *dst = y + (int64_t)grp[1 + td[1] + r] * ldy;
+    if (t >= ls_moe_n_tiles(grp)) return;
+    const ls_moe_tile td = ls_moe_tile_at(grp, pairs, t);
+    if (r >= td.n) return;
+    T *dst = y + (int64_t)td.pair[r] * ldy;
     const T *src = yp + q * out;
     for (int64_t o = threadIdx.x; o < out; o += blockDim.x) dst[o] = src[o];
 }
