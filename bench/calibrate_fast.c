@@ -7,8 +7,9 @@
  * `lockstep run CONFIG --set backend=cuda --set mode=fast` compares. For each precision
  * setting (fp64: cublasDgemm; fp32: cuBLAS pedantic fp32; fp32+TF32: tensor cores):
  *
- * 1. Clean runs: configs/default.yaml and every fault config with its fault OFF,
- *    each with workload.seed = 0..N-1 -- every token's |delta| pooled: p50, p99, p99.9,
+ * 1. Clean runs: configs/default.yaml, configs/gpu/wide_prefill.yaml (wide enough for the
+ *    cuBLAS MoE in every precision) and every fault config with its fault OFF, each with
+ *    workload.seed = 0..N-1 -- every token's |delta| pooled: p50, p99, p99.9,
  *    p99.99, max, and the largest clean values with where they came from.
  *    The rule: compare.max_abs = 10 x the clean p99.9, rounded up to one significant digit;
  *    compare.max_divergent_frac = the largest share of one clean run's tokens above it
@@ -140,7 +141,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "no CUDA device (or built without CUDA): skipped\n");
         _exit(77);
     }
-    /* the configurations: default.yaml (no fault) and the fault configs */
+    /* the configurations: default.yaml and gpu/wide_prefill.yaml (no fault), the fault configs */
     char *paths[64], *faults[64];
     int n = 0;
     char fdir[4200];
@@ -160,6 +161,10 @@ int main(int argc, char **argv) {
     snprintf(buf, sizeof buf, "%s/default.yaml", cdir);
     paths[n] = strdup(buf);
     faults[n++] = NULL;
+    snprintf(buf, sizeof buf, "%s/gpu/wide_prefill.yaml", cdir);
+    if (access(buf, R_OK) != 0) { fprintf(stderr, "%s: cannot read\n", buf); return 2; }
+    paths[n] = strdup(buf);
+    faults[n++] = NULL;
     for (int i = 0; i < nn; i++) {
         snprintf(buf, sizeof buf, "%s/%s", fdir, names[i]);
         paths[n] = strdup(buf);
@@ -173,7 +178,8 @@ int main(int argc, char **argv) {
     cudaGetDeviceProperties(&prop, dev);
     printf("# Fast-mode calibration on %s\n\n", prop.name);
     printf("|delta| = fast GPU engine (cuBLAS linears) vs the invariant GPU reference, same precision; "
-           "clean = %d configurations (configs/default.yaml, configs/faults/*.yaml with the fault off) "
+           "clean = %d configurations (configs/default.yaml, configs/gpu/wide_prefill.yaml, "
+           "configs/faults/*.yaml with the fault off) "
            "x workload.seed 0..%lld%s%s; validation = seeds %lld..%lld. Rule: max_abs = 10 x clean p99.9 "
            "(1 digit, rounded up); max_divergent_frac = the largest share of one clean run's tokens "
            "above it (1 digit, rounded up; 0 if none).\n\n",
@@ -267,7 +273,8 @@ int main(int argc, char **argv) {
                  errors ? " (some runs failed: see stderr)" : "");
         fprintf(stderr, "%s: calibrated (%lld clean runs)\n", PM[p].name, (long long)runs);
         /* every planted fault, with the rule */
-        for (int c = 1; c < n; c++) {
+        for (int c = 0; c < n; c++) {
+            if (!faults[c]) continue;   /* the clean-only configurations */
             ls_run_outcome o;
             ls_run_config rc;
             if (run(paths[c], faults[c], 1, &PM[p], -1, thr, frac, &o, &rc)) {

@@ -38,6 +38,12 @@ for f in "$ROOT"/configs/faults/*.yaml; do
 done
 [ $n -eq 8 ] || fail "expected 8 fault configs, found $n"
 
+# the calibration's wide clean workload (bench/calibrate_fast; its first step prefills 256
+# rows, for the cuBLAS MoE) stays valid and clean
+"$LS" run "$ROOT/configs/gpu/wide_prefill.yaml" >"$T/out" 2>&1 || fail "wide_prefill: exit $? $(tail -3 "$T/out")"
+grep -q "bit for bit" "$T/out" || fail "wide_prefill: not bit for bit: $(tail -3 "$T/out")"
+grep -q "16 requests -> 32 sequences" "$T/out" || fail "wide_prefill: workload changed: $(grep engine: "$T/out")"
+
 # the narrow offset diverges exactly in slots >= ceil(2^12 / 1024) = 4
 "$LS" run "$ROOT/configs/faults/narrow_state_offset.yaml" >"$T/out" 2>&1
 slots=$(grep -o "divergent: request [0-9]* rollout [0-9]* from position [0-9]* (slot [0-9]*" "$T/out" | grep -o "slot [0-9]*" | awk '{print $2}' | sort -n | tr '\n' ' ')
