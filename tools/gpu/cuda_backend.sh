@@ -11,7 +11,8 @@
 #              then the sweep configs/sweeps/overflow_real.yaml and `lockstep analyse`
 #   calibrate  bench/calibrate_fast: fast mode's clean |delta| and the faults' separation
 #   cli        every configs/faults/*.yaml through `lockstep run --set backend=cuda`, in
-#              invariant and fast mode, fault on (expect exit 1) and off (expect exit 0)
+#              invariant and fast mode, fault on (expect exit 1) and off (expect exit 0);
+#              configs/gpu/wide_prefill.yaml in both modes (clean: expect exit 0)
 #   sanitize   compute-sanitizer memcheck (leak check), racecheck, synccheck and initcheck on
 #              test_cuda_kernels; racecheck and memcheck on test_cuda_sample; memcheck (leak
 #              check) on 6 engine configurations of test_cuda_engine -> sanitize.log
@@ -86,6 +87,14 @@ for p in "${parts[@]}"; do
           $on "$d_on" $off "$d_off"
         [ $on -eq 1 ] && [ $off -eq 0 ] || bad=1
       done
+    done
+    # the wide clean workload (cuBLAS MoE in fp64 fast mode too): clean in both modes
+    for mode in invariant fast; do
+      "$B/lockstep" run configs/gpu/wide_prefill.yaml --set backend=cuda --set mode=$mode \
+        > "$OUT/cli.log" 2>&1; r=$?
+      printf '%-26s %-9s clean: exit %d (%s)\n' wide_prefill $mode $r \
+        "$(grep -o 'max |d| [^,]*' "$OUT/cli.log" | head -1)"
+      [ $r -eq 0 ] || bad=1
     done
     rm -f "$OUT/cli.log"
     note cli $bad ;;
