@@ -512,8 +512,9 @@ static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
             : ls_cuda_linear_f32(in, (L)->in, B, (L)->in, (const float *)(L)->w,               \
                                  (const float *)(L)->b, (L)->out, out, (L)->out,               \
                                  LS_CUDA_PATH_AUTO, S))
-    /* the MoE expert linears as the forward runs them: cuBLAS over the grouped tiles in fast
-     * mode above LS_CUDA_MOE_FEW_PER_EXPERT pairs per expert, the invariant kernels otherwise */
+    /* the MoE expert linears as the forward runs them: cuBLAS over the grouped tiles where
+     * ls_cuda_moe_fast_tile says so (fast modes, enough pairs per expert), the invariant
+     * kernels otherwise */
     const int64_t ftile = fast ? ls_cuda_moe_fast_tile((int64_t)rows, n_exp, x->tf32) : 0;
     const int64_t mws = ftile ? ls_cuda_linear_moe_fast_ws((int64_t)rows, n_exp, ftile,
                                                            c->hidden_size, c->intermediate_size, 4)

@@ -32,12 +32,13 @@ static inline unsigned ls_cuda_stride_blocks(int64_t n) {
     return (unsigned)(b > 65536 ? 65536 : b);
 }
 
-/* Device math: the same formulas as kernels/activations.c (CUDA's exp/log/log1p, which may
- * round differently from glibc's on some inputs; +,-,*,/,sqrt are IEEE and identical). */
 /* a * b + c rounded once: the invariant linear's one fused operation (kernels/matmul.c's
  * LS_FMA; -fmad=false leaves every other product and sum separate) */
 __device__ __forceinline__ float ls_fma(float a, float b, float c) { return __fmaf_rn(a, b, c); }
 __device__ __forceinline__ double ls_fma(double a, double b, double c) { return __fma_rn(a, b, c); }
+
+/* Device math: the same formulas as kernels/activations.c (CUDA's exp/log/log1p, which may
+ * round differently from glibc's on some inputs; +,-,*,/,sqrt are IEEE and identical). */
 __device__ __forceinline__ float ls_exp(float x) { return expf(x); }
 __device__ __forceinline__ double ls_exp(double x) { return exp(x); }
 __device__ __forceinline__ float ls_log(float x) { return logf(x); }

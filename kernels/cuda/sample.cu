@@ -239,6 +239,9 @@ ls_sample_draw_kernel(const T *__restrict__ rows, int64_t vocab, const T *__rest
         uint32_t sk[2];
         ls_stream_key_core(jb.seed, jb.request, jb.rollout, sk);
         int64_t keep = jb.top_k == 0 || jb.top_k > vocab ? vocab : jb.top_k;
+        /* the host's weight_of: exp((rank key - lp_max) / T) */
+        auto weight = [&](double key) { return exp((key - lp_max) / temp); };
+        auto by_id = [&](int64_t i) { return weight((double)ls_rank_key(row[i])); };
         ls_best b{-INFINITY, INT64_MAX};
         if (keep == vocab && jb.top_p >= 1.0) {
             /* a thread per pair of tokens: one Philox block gives both their uniforms */
@@ -247,8 +250,7 @@ ls_sample_draw_kernel(const T *__restrict__ rows, int64_t vocab, const T *__rest
                 ls_token_pair_core(sk, jb.position, (uint32_t)p, u);
                 for (int h = 0; h < 2 && 2 * p + h < vocab; h++) {
                     const int64_t i = 2 * p + h;
-                    const double w = exp(((double)ls_rank_key(row[i]) - lp_max) / temp);
-                    ls_race_enter(b, i, w, u[h]);
+                    ls_race_enter(b, i, by_id(i), u[h]);
                 }
             }
             out = ls_block_best(b).id;
@@ -257,11 +259,8 @@ ls_sample_draw_kernel(const T *__restrict__ rows, int64_t vocab, const T *__rest
         } else {
             const T *K = skeys + jb.row * vocab;
             const int32_t *I = sids + jb.row * vocab;
-            auto ranked = [&](int64_t j) { return exp(((double)K[j] - lp_max) / temp); };
+            auto ranked = [&](int64_t j) { return weight((double)K[j]); };
             if (jb.top_p < 1.0) {
-                auto by_id = [&](int64_t i) {
-                    return exp(((double)ls_rank_key(row[i]) - lp_max) / temp);
-                };
                 const double total = keep < vocab
                                          ? ls_walk_in_order(keep, ranked, LS_WALK_ALL, 0.0).cum
                                          : ls_walk_in_order(vocab, by_id, LS_WALK_ALL, 0.0).cum;
@@ -373,15 +372,13 @@ static cudaError_t ls_sample(const T *rows, int64_t n_rows, int64_t vocab,
     if (n_jobs == 0) return cudaSuccess;
     LS_CUDA_REQUIRE(n_rows >= 1 && rows && jobs && tokens && lps,
                     "sample: %lld draws but no rows or buffers", (long long)n_jobs);
-    if (sort_rows) {
+    const T *sorted = NULL;
+    int32_t *sids = NULL;
+    if (sort_rows) {   /* the workspace is checked and laid out only when the rows are sorted */
         const int64_t need = ls_cuda_sample_workspace(n_rows, vocab);
         LS_CUDA_REQUIRE(need > 0 && work && work_bytes >= need,
                         "sample: workspace of %lld bytes, %lld needed to sort the rows",
                         (long long)work_bytes, (long long)need);
-    }
-    const T *sorted = NULL;
-    int32_t *sids = NULL;
-    if (sort_rows) {   /* the workspace is laid out only when there is one to sort in */
         const int64_t n = n_rows * vocab;
         char *p = (char *)work;
         char *keys = p;
