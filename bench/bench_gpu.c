@@ -398,12 +398,17 @@ static void upload_routing(int64_t *d_idx, int64_t P, int64_t E, int64_t k) {
     free(h);
 }
 
-/* The MoE expert linears of one layer (gate, up, down over B * k pairs, grouping included)
- * on each path: [0] the invariant kernels (AUTO), then cuBLAS over tiles of MOE_TILES[j]
- * pairs, fp32 [1 + j] and TF32 [1 + NT + j]. ms per layer, mean of 5 after one. */
+/* The MoE expert linears of one layer at B rows on each path: [0] the invariant kernels
+ * (AUTO) over B * k pairs, grouping included; then cuBLAS over grouped tiles of MOE_TILES[j]
+ * pairs, fp32 [1 + j] and TF32 [1 + NT + j]; then every expert over every row
+ * (ls_cuda_mlp_fast), fp32 [MOE_DENSE] and TF32 [MOE_DENSE + 1]. ms per layer, mean of 5
+ * after one; the router, route and combine are the same on every path and not included. */
 static const int64_t MOE_TILES[] = {32, 64, 128, 256};
 #define N_MOE_TILES 4
-#define N_MOE_COLS (1 + 2 * N_MOE_TILES)
+#define MOE_DENSE (1 + 2 * N_MOE_TILES)
+#define N_MOE_COLS (MOE_DENSE + 2)
+static const int64_t MOE_ROWS[] = {1, 4, 16, 32, 64, 128, 256, 512, 1024};
+#define N_MOE_ROWS 9
 static void profile_moe(ls_cuda_ctx *x, int64_t B, double *ms) {
     const ls_model *dm = &x->dm;
     const ls_model_config *c = &dm->cfg;
@@ -416,7 +421,7 @@ static void profile_moe(ls_cuda_ctx *x, int64_t B, double *ms) {
     const int64_t E = L->n_experts, k = c->num_experts_per_tok, P = B * k;
     const int64_t H = c->hidden_size, I = c->intermediate_size, W = H > I ? H : I;
     const float *const *wl = (const float *const *)x->moe_w[l];
-    float *in, *out;
+    float *in, *out, *gu, *act, *yd;
     int64_t *idx;
     int32_t *grp;
     void *ws;
@@ -427,6 +432,9 @@ static void profile_moe(ls_cuda_ctx *x, int64_t B, double *ms) {
     }
     CU(cudaMalloc((void **)&in, (size_t)(P * W) * 4));
     CU(cudaMalloc((void **)&out, (size_t)(P * W) * 4));
+    CU(cudaMalloc((void **)&gu, (size_t)(B * 2 * E * I) * 4));
+    CU(cudaMalloc((void **)&act, (size_t)(B * E * I) * 4));
+    CU(cudaMalloc((void **)&yd, (size_t)(B * E * H) * 4));
     CU(cudaMemset(in, 0, (size_t)(P * W) * 4));
     CU(cudaMalloc((void **)&idx, (size_t)P * 8));
     CU(cudaMalloc((void **)&grp, (size_t)ls_cuda_moe_group_len_of(P, E, MOE_TILES[0]) * 4));
@@ -439,10 +447,18 @@ static void profile_moe(ls_cuda_ctx *x, int64_t B, double *ms) {
     const ls_linear *lin[3] = {&e->gate, &e->up, &e->down};
     const int64_t xdiv[3] = {k, k, 1};
     for (int col = 0; col < N_MOE_COLS; col++) {
-        const int fast = col > 0, tf32 = col > N_MOE_TILES;
-        const int64_t tile = fast ? MOE_TILES[(col - 1) % N_MOE_TILES] : LS_CUDA_MOE_TILE;
+        if (col >= MOE_DENSE && !x->mlp_gu[l]) continue;
+        const int fast = col > 0, tf32 = col >= MOE_DENSE ? col == MOE_DENSE + 1 : col > N_MOE_TILES;
+        const int64_t tile = fast && col < MOE_DENSE ? MOE_TILES[(col - 1) % N_MOE_TILES]
+                                                     : LS_CUDA_MOE_TILE;
         for (int it = 0; it < 6; it++) {
             if (it == 1) CU(cudaEventRecord(e0, x->stream));
+            if (col >= MOE_DENSE) {
+                CU(ls_cuda_mlp_fast_f32(hb, in, H, B, H, I, E, (const float *)x->mlp_gu[l],
+                                        (const float *)x->mlp_down[l], gu, act, yd, tf32,
+                                        x->stream));
+                continue;
+            }
             CU(ls_cuda_moe_group_tiles(idx, P, E, tile, grp, x->stream));
             for (int q = 0; q < 3; q++) {
                 const ls_linear *Lq = lin[q];
@@ -462,6 +478,7 @@ static void profile_moe(ls_cuda_ctx *x, int64_t B, double *ms) {
     cudaEventDestroy(e1);
     cublasDestroy(hb);
     cudaFree(in), cudaFree(out), cudaFree(idx), cudaFree(grp), cudaFree(ws);
+    cudaFree(gu), cudaFree(act), cudaFree(yd);
 }
 
 static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
@@ -512,10 +529,20 @@ static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
             : ls_cuda_linear_f32(in, (L)->in, B, (L)->in, (const float *)(L)->w,               \
                                  (const float *)(L)->b, (L)->out, out, (L)->out,               \
                                  LS_CUDA_PATH_AUTO, S))
-    /* the MoE expert linears as the forward runs them: cuBLAS over the grouped tiles where
-     * ls_cuda_moe_fast_tile says so (fast modes, enough pairs per expert), the invariant
-     * kernels otherwise */
-    const int64_t ftile = fast ? ls_cuda_moe_fast_tile((int64_t)rows, n_exp, x->tf32) : 0;
+    /* the MLPs as the forward runs them: in fast mode the dense MLP through ls_cuda_mlp_fast,
+     * and the MoE expert linears every expert over every row where ls_cuda_moe_dense_fast
+     * says so, else cuBLAS over the grouped tiles where ls_cuda_moe_fast_tile says so (fast
+     * modes, enough pairs per expert), else the invariant kernels */
+    const int64_t I = c->intermediate_size, H = c->hidden_size;
+    const int dense = fast && n_exp > 1 && ls_cuda_moe_dense_fast(B, n_exp, k, x->tf32, 0);
+    float *gu, *act, *yd;
+    CU(cudaMalloc((void **)&gu, (size_t)(B * 2 * n_exp * I) * 4));
+    CU(cudaMalloc((void **)&act, (size_t)(B * n_exp * I) * 4));
+    CU(cudaMalloc((void **)&yd, (size_t)(B * n_exp * H) * 4));
+#define MLP_FAST(l, E, y)                                                                      \
+    ls_cuda_mlp_fast_f32(x->cublas, in, H, B, H, I, E, (const float *)x->mlp_gu[l],            \
+                         (const float *)x->mlp_down[l], gu, act, y, x->tf32, S)
+    const int64_t ftile = fast && !dense ? ls_cuda_moe_fast_tile((int64_t)rows, n_exp, x->tf32) : 0;
     const int64_t mws = ftile ? ls_cuda_linear_moe_fast_ws((int64_t)rows, n_exp, ftile,
                                                            c->hidden_size, c->intermediate_size, 4)
                               : 256;
@@ -548,10 +575,15 @@ static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
             const double t_mix = ms_since(e0, e1, S);
             if (c->layer_kind[l] == LS_LAYER_MAMBA) q.mamba_lin += t_mix; else q.attn_lin += t_mix;
             CU(cudaEventRecord(e0, S));
-            if (L->n_experts == 1) {
+            if (L->n_experts == 1 && fast && x->mlp_gu[l]) {
+                CU(MLP_FAST(l, 1, out));
+            } else if (L->n_experts == 1) {
                 CU(LIN(&L->experts[0].gate));
                 CU(LIN(&L->experts[0].up));
                 CU(LIN(&L->experts[0].down));
+            } else if (dense && x->mlp_gu[l]) {
+                CU(LIN(&L->router));
+                CU(MLP_FAST(l, L->n_experts, yd));
             } else {
                 const ls_mlp_w *e = &L->experts[0];
                 const float *const *wl = (const float *const *)x->moe_w[l];
@@ -583,7 +615,9 @@ static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
 #undef LIN
 #undef MOE
 #undef MOE_FAST
+#undef MLP_FAST
     cudaFree(mw);
+    cudaFree(gu), cudaFree(act), cudaFree(yd);
     prof warm = {0};
     profile_mixers(x, B, &warm);   /* a warm-up, then the measured pass */
     profile_mixers(x, B, p);
@@ -686,10 +720,12 @@ int main(int argc, char **argv) {
     /* results */
     double tps[3][16], roof32[16], roof16[16], fwd_ms[3][16], copy_ms[3][16];
     prof pr[3][16];
-    double path_ms[16][N_SHAPES][N_PATH_COLS], moe_ms[16][N_MOE_COLS];
+    double path_ms[16][N_SHAPES][N_PATH_COLS], moe_ms[N_MOE_ROWS][N_MOE_COLS];
     const char *mode_names[3] = {"invariant", "fast", "tf32"};
     int mode_on[3] = {strstr(modes, "invariant") != NULL, strstr(modes, "fast") != NULL,
                       strstr(modes, "tf32") != NULL};
+    int first_md = 0;
+    while (first_md < 2 && !mode_on[first_md]) first_md++;
     double mean_len = (double)plen + (double)warm + (double)nnew / 2.0;
     for (int i = 0; i < nb; i++) {
         bytes_t b = step_elems(&m, batches[i], mean_len);
@@ -724,7 +760,9 @@ int main(int argc, char **argv) {
                     1e3 * (tb - ta) / (double)nnew, tps[md][i]);
             if (profile) profile_step(be, md > 0, B, &pr[md][i]);
             if (profile && md == 0) profile_paths((ls_cuda_ctx *)be->impl, B, path_ms[i]);
-            if (profile && md == 0) profile_moe((ls_cuda_ctx *)be->impl, B, moe_ms[i]);
+            if (profile && md == first_md && i == 0)   /* any mode's weights will do */
+                for (int j = 0; j < N_MOE_ROWS; j++)
+                    profile_moe((ls_cuda_ctx *)be->impl, MOE_ROWS[j], moe_ms[j]);
         }
         ls_backend_free(be);
     }
@@ -806,29 +844,33 @@ int main(int argc, char **argv) {
                        t[COL_CUBLAS_F32], t[COL_CUBLAS_TF32], floor_ms,
                        100.0 * floor_ms / t[COL_CUBLAS_TF32]);
             }
-        printf("\nOne MoE layer's expert linears (gate, up, down over B x top-k pairs, the grouping "
-               "included; ms, mean of 5 after one) on each path: the invariant kernels (as AUTO "
-               "picks), and cuBLAS batched over "
-               "tiles of t pairs (fp32 pedantic, TF32). The forward's fast modes take cuBLAS "
-               "above a mean of %d (TF32) / %d (fp32) pairs per expert, with the tiles of "
-               "ls_cuda_moe_fast_tile:\n\n"
-               "| batch | pairs | invariant |",
-               LS_CUDA_MOE_FAST_MIN_PER_EXPERT_TF32,
-               LS_CUDA_MOE_FAST_MIN_PER_EXPERT);
+    }
+    if (profile) {
+        printf("\nOne MoE layer's expert linears at B rows (ms, mean of 5 after one) on each path: "
+               "the invariant kernels (as AUTO picks) over the B x top-k pairs, cuBLAS batched over "
+               "tiles of t pairs (fp32 pedantic, TF32), both with the grouping, and every expert "
+               "over every row (ls_cuda_mlp_fast, fp32 / TF32). The forward's fast modes take the "
+               "dense path up to %d (TF32) / %d (fp32) rows (ls_cuda_moe_dense_fast), "
+               "else cuBLAS above a mean of %d (TF32) / %d (fp32) pairs per expert with the "
+               "tiles of ls_cuda_moe_fast_tile:\n\n"
+               "| rows | pairs | invariant |",
+               LS_CUDA_MOE_DENSE_MAX_ROWS_TF32, LS_CUDA_MOE_DENSE_MAX_ROWS,
+               LS_CUDA_MOE_FAST_MIN_PER_EXPERT_TF32, LS_CUDA_MOE_FAST_MIN_PER_EXPERT);
         for (int t = 0; t < 2 * N_MOE_TILES; t++)
             printf(" %s t=%lld |", t < N_MOE_TILES ? "fp32" : "tf32",
                    (long long)MOE_TILES[t % N_MOE_TILES]);
-        printf(" forward: fp32 | forward: TF32 |\n| --- | --- | --- |");
-        for (int t = 0; t < 2 * N_MOE_TILES + 2; t++) printf(" --- |");
+        printf(" dense fp32 | dense tf32 | forward: fp32 | forward: TF32 |\n| --- | --- | --- |");
+        for (int t = 0; t < N_MOE_COLS + 1; t++) printf(" --- |");
         printf("\n");
         const int64_t E = m.cfg.num_experts, kk = m.cfg.num_experts_per_tok;
-        for (int i = 0; i < nb; i++) {
-            const int64_t P = batches[i] * kk;
-            printf("| %lld | %lld |", (long long)batches[i], (long long)P);
+        for (int i = 0; i < N_MOE_ROWS; i++) {
+            const int64_t P = MOE_ROWS[i] * kk;
+            printf("| %lld | %lld |", (long long)MOE_ROWS[i], (long long)P);
             for (int t = 0; t < N_MOE_COLS; t++) printf(" %.3f |", moe_ms[i][t]);
             for (int tf = 0; tf < 2; tf++) {
                 const int64_t ft = ls_cuda_moe_fast_tile(P, E, tf);
-                if (ft) printf(" cuBLAS t=%lld |", (long long)ft);
+                if (ls_cuda_moe_dense_fast(MOE_ROWS[i], E, kk, tf, 0)) printf(" dense |");
+                else if (ft) printf(" cuBLAS t=%lld |", (long long)ft);
                 else printf(" invariant |");
             }
             printf("\n");

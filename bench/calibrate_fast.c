@@ -8,7 +8,7 @@
  * setting (fp64: cublasDgemm; fp32: cuBLAS pedantic fp32; fp32+TF32: tensor cores):
  *
  * 1. Clean runs: configs/default.yaml, configs/gpu/wide_prefill.yaml (wide enough for the
- *    cuBLAS MoE in every precision) and every fault config with its fault OFF, each with
+ *    grouped cuBLAS MoE in fp32 / fp64, the dense one with TF32) and every fault config with its fault OFF, each with
  *    workload.seed = 0..N-1 -- every token's |delta| pooled: p50, p99, p99.9,
  *    p99.99, max, and the largest clean values with where they came from.
  *    The rule: compare.max_abs = 10 x the clean p99.9, rounded up to one significant digit;

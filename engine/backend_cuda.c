@@ -332,9 +332,9 @@ static const ls_backend_ops cuda_ops = {
 
 /* ---------------- the device copy of the weights ---------------- */
 
-/* A device copy of `bytes` host bytes (NULL for NULL), recorded for ctx_free. */
-static void *put(ls_cuda_ctx *x, const void *h, int64_t bytes, ls_err *err, int *failed) {
-    if (!h || *failed) return NULL;
+/* `bytes` of device memory, recorded for ctx_free (NULL once *failed). */
+static void *dev_alloc(ls_cuda_ctx *x, int64_t bytes, ls_err *err, int *failed) {
+    if (*failed) return NULL;
     if (x->n_dallocs == x->cap_dallocs) {
         int64_t nc = x->cap_dallocs ? 2 * x->cap_dallocs : 64;
         void **na = realloc(x->dallocs, (size_t)nc * sizeof *na);
@@ -344,16 +344,31 @@ static void *put(ls_cuda_ctx *x, const void *h, int64_t bytes, ls_err *err, int 
     }
     void *d = NULL;
     cudaError_t e = cudaMalloc(&d, (size_t)(bytes > 0 ? bytes : 1));
-    if (e == cudaSuccess) {
-        x->dallocs[x->n_dallocs++] = d;
-        if (bytes > 0) e = cudaMemcpy(d, h, (size_t)bytes, cudaMemcpyHostToDevice);
-    }
     if (e != cudaSuccess) {
         *failed = 1;
         ls_cuda_errf(err, e, 0, "uploading the weights");
         return NULL;
     }
+    x->dallocs[x->n_dallocs++] = d;
     return d;
+}
+
+/* `bytes` host bytes to device address d. */
+static void copy_up(void *d, const void *h, int64_t bytes, ls_err *err, int *failed) {
+    if (*failed || bytes <= 0) return;
+    cudaError_t e = cudaMemcpy(d, h, (size_t)bytes, cudaMemcpyHostToDevice);
+    if (e != cudaSuccess) {
+        *failed = 1;
+        ls_cuda_errf(err, e, 0, "uploading the weights");
+    }
+}
+
+/* A device copy of `bytes` host bytes (NULL for NULL), recorded for ctx_free. */
+static void *put(ls_cuda_ctx *x, const void *h, int64_t bytes, ls_err *err, int *failed) {
+    if (!h) return NULL;
+    void *d = dev_alloc(x, bytes, err, failed);
+    if (d) copy_up(d, h, bytes, err, failed);
+    return *failed ? NULL : d;
 }
 
 static void *up(ls_cuda_ctx *x, const void *h, int64_t elems, ls_err *err, int *failed) {
@@ -367,6 +382,40 @@ static ls_linear up_linear(ls_cuda_ctx *x, const ls_linear *l, ls_err *err, int 
     return d;
 }
 
+/* Layer l's expert MLP weights (one expert for a dense MLP) in two device blocks: every
+ * expert's gate then every expert's up as one [2*E*I][H] matrix, and the downs as [E][H][I],
+ * for fast mode's ls_cuda_mlp_fast (two cuBLAS calls for all experts); the per-expert
+ * linears point into them. Returns 0 (nothing uploaded) where an expert has a bias or a
+ * shape other than H -> I -> H: the linears then get their own copies. */
+static int up_expert_blocks(ls_cuda_ctx *x, int64_t l, ls_err *err, int *failed) {
+    const ls_layer_w *L = &x->m->layers[l];
+    ls_layer_w *D = &x->dm.layers[l];
+    const int64_t E = L->n_experts, H = x->m->cfg.hidden_size, I = x->m->cfg.intermediate_size;
+    const int64_t mat = I * H * ls_prec_size(x->m->prec);
+    for (int64_t e = 0; e < E; e++) {
+        const ls_mlp_w *q = &L->experts[e];
+        if (q->gate.b || q->up.b || q->down.b || q->gate.in != H || q->gate.out != I ||
+            q->up.in != H || q->up.out != I || q->down.in != I || q->down.out != H)
+            return 0;
+    }
+    char *gu = dev_alloc(x, 2 * E * mat, err, failed), *dn = dev_alloc(x, E * mat, err, failed);
+    if (*failed) return 1;
+    for (int64_t e = 0; e < E; e++) {
+        const ls_mlp_w *q = &L->experts[e];
+        ls_mlp_w *d = &D->experts[e];
+        *d = *q;
+        d->gate.w = gu + e * mat;
+        d->up.w = gu + (E + e) * mat;
+        d->down.w = dn + e * mat;
+        copy_up(d->gate.w, q->gate.w, mat, err, failed);
+        copy_up(d->up.w, q->up.w, mat, err, failed);
+        copy_up(d->down.w, q->down.w, mat, err, failed);
+    }
+    x->mlp_gu[l] = gu;
+    x->mlp_down[l] = dn;
+    return 1;
+}
+
 static int upload_model(ls_cuda_ctx *x, ls_err *err) {
     const ls_model *m = x->m;
     const ls_model_config *c = &m->cfg;
@@ -378,7 +427,10 @@ static int upload_model(ls_cuda_ctx *x, ls_err *err) {
     x->dm.dir = NULL;
     x->dm.layers = calloc((size_t)c->num_layers + 1, sizeof *x->dm.layers);
     x->moe_w = calloc((size_t)c->num_layers + 1, sizeof *x->moe_w);
-    if (!x->dm.layers || !x->moe_w) return ls_errf(err, "out of memory");
+    x->mlp_gu = calloc((size_t)c->num_layers + 1, sizeof *x->mlp_gu);
+    x->mlp_down = calloc((size_t)c->num_layers + 1, sizeof *x->mlp_down);
+    if (!x->dm.layers || !x->moe_w || !x->mlp_gu || !x->mlp_down)
+        return ls_errf(err, "out of memory");
     x->dm.embed = up(x, m->embed, c->vocab_size * H, err, &failed);
     x->dm.final_norm = up(x, m->final_norm, H, err, &failed);
     if (m->lm_head.w == m->embed) {
@@ -414,11 +466,12 @@ static int upload_model(ls_cuda_ctx *x, ls_err *err) {
         const int64_t E = L->n_experts;
         D->experts = calloc((size_t)E + 1, sizeof *D->experts);
         if (!D->experts) return ls_errf(err, "out of memory");
-        for (int64_t e = 0; e < E; e++) {
-            D->experts[e].gate = up_linear(x, &L->experts[e].gate, err, &failed);
-            D->experts[e].up = up_linear(x, &L->experts[e].up, err, &failed);
-            D->experts[e].down = up_linear(x, &L->experts[e].down, err, &failed);
-        }
+        if (!up_expert_blocks(x, l, err, &failed))
+            for (int64_t e = 0; e < E; e++) {
+                D->experts[e].gate = up_linear(x, &L->experts[e].gate, err, &failed);
+                D->experts[e].up = up_linear(x, &L->experts[e].up, err, &failed);
+                D->experts[e].down = up_linear(x, &L->experts[e].down, err, &failed);
+            }
         if (E > 1) {
             D->router = up_linear(x, &L->router, err, &failed);
             void **list = calloc((size_t)(3 * E), sizeof *list);
@@ -445,6 +498,8 @@ static void ctx_free(ls_cuda_ctx *x) {
     for (int64_t l = 0; x->dm.layers && l < x->m->cfg.num_layers; l++) free(x->dm.layers[l].experts);
     free(x->dm.layers);
     free(x->moe_w);
+    free(x->mlp_gu);
+    free(x->mlp_down);
     if (x->scratch) cudaFree(x->scratch);
     if (x->pack_d) cudaFree(x->pack_d);
     if (x->pack_h) cudaFreeHost(x->pack_h);

@@ -17,6 +17,9 @@ typedef struct ls_cuda_ctx {
                                    * each layer's experts array are host arrays) */
     void **moe_w;                 /* per layer: a device array of 3 * E device pointers (every
                                    * expert's gate, then up, then down weights), or NULL */
+    void **mlp_gu, **mlp_down;    /* per layer: its experts' (or dense MLP's) gate and up weights
+                                   * as one [2*E*I][H] device block and the downs as [E][H][I]
+                                   * (ls_cuda_mlp_fast), or NULL where they could not be */
     void **dallocs;               /* every device allocation of the weights */
     int64_t n_dallocs, cap_dallocs;
     cudaStream_t stream;          /* everything runs on it, in issue order */

@@ -14,8 +14,10 @@
  * bit. Fast mode sends the dense linears through cuBLAS (ls_cuda_linear_fast; TF32 tensor
  * cores when the backend allows it) and, where bench_gpu measured it faster (enough pairs
  * per expert: ls_cuda_moe_fast_tile), the MoE expert products through one batched cuBLAS
- * GEMM over grouped tiles (ls_cuda_linear_moe_fast): not batch invariant, compared with
- * tolerances.
+ * GEMM over grouped tiles (ls_cuda_linear_moe_fast), or, where that measured faster still
+ * (ls_cuda_moe_dense_fast), every expert over every row in two cuBLAS calls
+ * (ls_cuda_mlp_fast, which also runs the dense MLP with its gate and up fused): not batch
+ * invariant, compared with tolerances.
  *
  * Index arithmetic is int64_t throughout; device offsets are base + 64-bit element counts. */
 #ifndef LS_T
@@ -38,6 +40,14 @@
 
 static int64_t al8(int64_t bytes) { return (bytes + 7) / 8 * 8; }
 static int64_t al256(int64_t bytes) { return (bytes + 255) / 256 * 256; }
+
+/* Fast mode runs a MoE layer's experts densely (every expert over every row: ls_cuda_mlp_fast,
+ * then ls_cuda_moe_combine_dense) where ls_cuda_moe_dense_fast measured it faster and the
+ * layer's weights sit in blocks (x->mlp_gu). */
+static int cu_moe_dense(const ls_cuda_ctx *x, int fast, int64_t l, int64_t rows, int64_t n_experts,
+                        int64_t k, int64_t esz) {
+    return fast && x->mlp_gu[l] && ls_cuda_moe_dense_fast(rows, n_experts, k, x->tf32, esz == 8);
+}
 
 /* The fast MoE's tile (0: the invariant kernels): in fast mode, the cuBLAS batched GEMM over
  * grouped tiles where ls_cuda_moe_fast_tile measured it faster (enough pairs per expert);
@@ -286,13 +296,19 @@ static int LS_S(cu_forward)(ls_cuda_ctx *x, int fast, const ls_model *m, const l
     if (rows > INT32_MAX) return ls_errf(err, "forward: %lld rows in one step", (long long)rows);
     if (na > 0 && kv->block_size < 1) return ls_errf(err, "forward: KV block size %lld", (long long)kv->block_size);
 
-    /* device scratch, one allocation carved into 256-byte aligned pieces */
+    /* device scratch, one allocation carved into 256-byte aligned pieces. Expert rows per
+     * token in G, ACT and EY: k routed pairs, or E on fast mode's dense MoE; in fast mode G
+     * also holds the fused gate and up products (ls_cuda_mlp_fast: 2 * I per expert row). */
     const int64_t mam = nm > 0, att = na > 0;
+    int any_dense = 0;
+    for (int64_t l = 0; l < c->num_layers; l++)
+        any_dense |= dm->layers[l].n_experts > 1 && cu_moe_dense(x, fast, l, rows, E, kx, esz);
+    const int64_t ew = any_dense ? E : kx, gw = fast ? 2 * ew : ew;
     int64_t need[] = {
         rows * H, rows * H, mam * rows * 2 * di, mam * rows * di, mam * rows * P,
         mam * rows * di, mam * rows * di, rows * H, att * rows * qd, att * rows * kvd,
-        att * rows * kvd, att * rows * qd, att * rows * heads * st.max_keys, rows * kx * I,
-        rows * kx * I, rows * kx * I, rows * kx * H, rows * H, rows * E, rows * E, rows * kx,
+        att * rows * kvd, att * rows * qd, att * rows * heads * st.max_keys, rows * gw * I,
+        rows * kx * I, rows * ew * I, rows * ew * H, rows * H, rows * E, rows * E, rows * kx,
         nl * H, nl * H, nl * V, mam * n_seqs * conv_sz, mam * n_seqs * ssm_sz};
     enum { X, XN, PROJ, U, SSMP, DT, Y, MIX, Q, KK, VV, ATT, SCORES, G, UP, ACT, EY, FFO, RL,
            PROBS, WTS, SELX, SELN, LG, SCONV, SSSM, NBUF };
@@ -320,9 +336,12 @@ static int LS_S(cu_forward)(ls_cuda_ctx *x, int fast, const ls_model *m, const l
 
     CK(LS_K(embed)(st.tokens_d, rows, (const LS_T *)dm->embed, V, H, w[X], S));
     int64_t mi = 0, ai = 0;
+    /* each residual add runs fused with the norm after it (add_rmsnorm: the same bits) */
+    if (c->num_layers > 0)
+        CK(LS_K(rmsnorm)(w[X], H, rows, H, (const LS_T *)dm->layers[0].input_norm, eps, w[XN], H,
+                         S));
     for (int64_t l = 0; l < c->num_layers; l++) {
         const ls_layer_w *L = &dm->layers[l];
-        CK(LS_K(rmsnorm)(w[X], H, rows, H, (const LS_T *)L->input_norm, eps, w[XN], H, S));
         if (c->layer_kind[l] == LS_LAYER_MAMBA) {
             LS_T *const *cst = (LS_T *const *)(st.conv_d + mi * n_seqs);
             LS_T *const *sst = (LS_T *const *)(st.ssm_d + mi * n_seqs);
@@ -331,10 +350,9 @@ static int LS_S(cu_forward)(ls_cuda_ctx *x, int fast, const ls_model *m, const l
             CK(LS_K(conv1d)(B, cst, w[PROJ], 2 * di, (const LS_T *)L->conv_w, (const LS_T *)L->conv_b,
                             di, Kc, w[U], di, S));
             CK(LS_S(cu_lin)(x, fast, w[U], di, rows, &L->x_proj, w[SSMP], P));
-            CK(LS_K(rmsnorm)(w[SSMP], P, rows, R, (const LS_T *)L->dt_norm, eps, w[SSMP], P, S));
-            CK(LS_K(rmsnorm)(w[SSMP] + R, P, rows, ds, (const LS_T *)L->b_norm, eps, w[SSMP] + R, P, S));
-            CK(LS_K(rmsnorm)(w[SSMP] + R + ds, P, rows, ds, (const LS_T *)L->c_norm, eps,
-                             w[SSMP] + R + ds, P, S));
+            const ls_cuda_norm_segs dbc = {.n_seg = 3, .off = {0, R, R + ds}, .n = {R, ds, ds},
+                                           .w = {L->dt_norm, L->b_norm, L->c_norm}};
+            CK(LS_K(rmsnorm_segs)(w[SSMP], P, rows, &dbc, eps, S));
             CK(LS_S(cu_lin)(x, fast, w[SSMP], P, rows, &L->dt_proj, w[DT], di));
             CK(LS_K(softplus)(w[DT], rows * di, S));
             if (cu_probe_states(x, o, seqs, n_seqs, &st, l, mi, "ssm_state", ssm_sz, esz, err)) return -1;
@@ -356,35 +374,50 @@ static int LS_S(cu_forward)(ls_cuda_ctx *x, int fast, const ls_model *m, const l
             ai++;
             if (cu_probe_rows(x, o, seqs, n_seqs, rows, l, "attention", w[MIX], H, esz, err)) return -1;
         }
-        CK(LS_K(add)(w[X], w[MIX], rows * H, S));
-        CK(LS_K(rmsnorm)(w[X], H, rows, H, (const LS_T *)L->ff_norm, eps, w[XN], H, S));
-        if (L->n_experts == 1) {
+        CK(LS_K(add_rmsnorm)(w[X], H, w[MIX], H, rows, H, (const LS_T *)L->ff_norm, eps, w[XN], H,
+                             S));
+        if (L->n_experts == 1 && fast && x->mlp_gu[l]) {   /* gate and up in one GEMM */
+            CK(LS_K(mlp_fast)(x->cublas, w[XN], H, rows, H, I, 1, (const LS_T *)x->mlp_gu[l],
+                              (const LS_T *)x->mlp_down[l], w[G], w[ACT], w[FFO], x->tf32, S));
+        } else if (L->n_experts == 1) {
             const ls_mlp_w *e = &L->experts[0];
             CK(LS_S(cu_lin)(x, fast, w[XN], H, rows, &e->gate, w[G], I));
             CK(LS_S(cu_lin)(x, fast, w[XN], H, rows, &e->up, w[UP], I));
             CK(LS_K(silu_mul)(w[G], w[UP], w[ACT], rows * I, S));
             CK(LS_S(cu_lin)(x, fast, w[ACT], I, rows, &e->down, w[FFO], H));
         } else {
-            /* route, group the (row, expert slot) pairs by expert (once, for the three expert
-             * linears), every pair through its expert, then combine in ascending expert
-             * order: six launches, no host round trip */
+            /* route; then either every expert over every row (fast mode's dense path: three
+             * launches) or the (row, expert slot) pairs grouped by expert (once, for the three
+             * expert linears), every pair through its expert; then combine in ascending
+             * expert order. No host round trip. */
             const int64_t k = c->num_experts_per_tok, En = L->n_experts;
             const LS_T *const *wl = (const LS_T *const *)x->moe_w[l];
             CK(LS_S(cu_lin)(x, fast, w[XN], H, rows, &L->router, w[RL], En));
             CK(LS_K(moe_route)(w[RL], En, rows, En, k, w[PROBS], idx, w[WTS], S));
-            const int64_t np = rows * k, ft = cu_moe_fast_tile(x, fast, np, En);
-            CK(ls_cuda_moe_group_tiles(idx, np, En, ft ? ft : LS_CUDA_MOE_TILE, grp, S));
-            CK(LS_S(cu_lin_moe)(x, ft, w[XN], H, k, np, H, wl, En, grp, I, w[G], I, mw, mws));
-            CK(LS_S(cu_lin_moe)(x, ft, w[XN], H, k, np, H, wl + En, En, grp, I, w[UP], I, mw, mws));
-            CK(LS_K(silu_mul)(w[G], w[UP], w[ACT], np * I, S));
-            CK(LS_S(cu_lin_moe)(x, ft, w[ACT], I, 1, np, I, wl + 2 * En, En, grp, H, w[EY], H, mw,
-                                mws));
-            CK(LS_K(moe_combine)(w[EY], w[WTS], rows, k, H, w[FFO], S));
+            if (cu_moe_dense(x, fast, l, rows, En, k, esz)) {
+                CK(LS_K(mlp_fast)(x->cublas, w[XN], H, rows, H, I, En, (const LS_T *)x->mlp_gu[l],
+                                  (const LS_T *)x->mlp_down[l], w[G], w[ACT], w[EY], x->tf32, S));
+                CK(LS_K(moe_combine_dense)(w[EY], w[WTS], idx, rows, k, En, H, w[FFO], S));
+            } else {
+                const int64_t np = rows * k, ft = cu_moe_fast_tile(x, fast, np, En);
+                CK(ls_cuda_moe_group_tiles(idx, np, En, ft ? ft : LS_CUDA_MOE_TILE, grp, S));
+                CK(LS_S(cu_lin_moe)(x, ft, w[XN], H, k, np, H, wl, En, grp, I, w[G], I, mw, mws));
+                CK(LS_S(cu_lin_moe)(x, ft, w[XN], H, k, np, H, wl + En, En, grp, I, w[UP], I, mw,
+                                    mws));
+                CK(LS_K(silu_mul)(w[G], w[UP], w[ACT], np * I, S));
+                CK(LS_S(cu_lin_moe)(x, ft, w[ACT], I, 1, np, I, wl + 2 * En, En, grp, H, w[EY],
+                                    H, mw, mws));
+                CK(LS_K(moe_combine)(w[EY], w[WTS], rows, k, H, w[FFO], S));
+            }
         }
         if (cu_probe_rows(x, o, seqs, n_seqs, rows, l, L->n_experts > 1 ? "moe" : "mlp", w[FFO], H,
                           esz, err))
             return -1;
-        CK(LS_K(add)(w[X], w[FFO], rows * H, S));
+        if (l + 1 < c->num_layers)
+            CK(LS_K(add_rmsnorm)(w[X], H, w[FFO], H, rows, H,
+                                 (const LS_T *)dm->layers[l + 1].input_norm, eps, w[XN], H, S));
+        else
+            CK(LS_K(add)(w[X], w[FFO], rows * H, S));
         if (cu_probe_rows(x, o, seqs, n_seqs, rows, l, "hidden", w[X], H, esz, err)) return -1;
     }
 

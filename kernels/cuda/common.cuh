@@ -127,4 +127,15 @@ template <> __device__ __forceinline__ double ls_nan<double>() {
     return __longlong_as_double(0x7ff8000000000000LL);
 }
 
+/* Fast mode's cuBLAS types for T: fp64 in fp64; fp32 pedantic, or with TF32 tensor cores
+ * when tf32 (the one place that choice is written for the batched GEMMs). */
+template <typename T> static inline cudaDataType_t ls_cublas_type() {
+    return sizeof(T) == 8 ? CUDA_R_64F : CUDA_R_32F;
+}
+template <typename T> static inline cublasComputeType_t ls_cublas_compute(int tf32) {
+    return sizeof(T) == 8 ? CUBLAS_COMPUTE_64F
+           : tf32         ? CUBLAS_COMPUTE_32F_FAST_TF32
+                          : CUBLAS_COMPUTE_32F_PEDANTIC;
+}
+
 #endif

@@ -1,5 +1,6 @@
 /* Elementwise ops of the forward pass, written as kernels/activations.c and forward.c
- * write them: softplus (threshold 20), silu(g) * up, x + y, and a fill (poison / zero). */
+ * write them: softplus (threshold 20), silu(g) * up (flat, or over rows with strides: fast
+ * mode's fused gate/up product), x + y, and a fill (poison / zero). */
 #include "kernels/cuda/common.cuh"
 
 #define LS_EW_BLOCKS(n) ls_cuda_stride_blocks(n)
@@ -13,6 +14,14 @@ template <typename T> __global__ void ls_softplus_kernel(T *x, int64_t n) {
 template <typename T>
 __global__ void ls_silu_mul_kernel(const T *g, const T *up, T *act, int64_t n) {
     LS_EW_LOOP(i, n) act[i] = ls_silu(g[i]) * up[i];
+}
+template <typename T>
+__global__ void ls_silu_mul_rows_kernel(const T *g, int64_t ldg, const T *up, int64_t ldu,
+                                        int64_t rows, int64_t n, T *act, int64_t lda) {
+    LS_EW_LOOP(i, rows * n) {
+        const int64_t r = i / n, c = i % n;
+        act[r * lda + c] = ls_silu(g[r * ldg + c]) * up[r * ldu + c];
+    }
 }
 template <typename T> __global__ void ls_add_kernel(T *x, const T *y, int64_t n) {
     LS_EW_LOOP(i, n) x[i] = x[i] + y[i];
@@ -34,6 +43,17 @@ template <typename T> __global__ void ls_fill_kernel(T *p, int64_t n, T v) {
         if (n == 0) return cudaSuccess;                                                       \
         ls_silu_mul_kernel<T><<<LS_EW_BLOCKS(n), 256, 0, stream>>>(g, up, act, n);            \
         return ls_cuda_launched("silu_mul");                                                  \
+    }                                                                                         \
+    extern "C" cudaError_t ls_cuda_silu_mul_rows_##S(const T *g, int64_t ldg, const T *up,    \
+                                                     int64_t ldu, int64_t rows, int64_t n,    \
+                                                     T *act, int64_t lda, cudaStream_t stream) { \
+        LS_CUDA_REQUIRE(rows >= 0 && n >= 0 && ldg >= n && ldu >= n && lda >= n,              \
+                        "silu_mul_rows: bad sizes rows=%lld n=%lld", (long long)rows,         \
+                        (long long)n);                                                        \
+        if (rows == 0 || n == 0) return cudaSuccess;                                          \
+        ls_silu_mul_rows_kernel<T><<<LS_EW_BLOCKS(rows * n), 256, 0, stream>>>(               \
+            g, ldg, up, ldu, rows, n, act, lda);                                              \
+        return ls_cuda_launched("silu_mul_rows");                                             \
     }                                                                                         \
     extern "C" cudaError_t ls_cuda_add_##S(T *x, const T *y, int64_t n, cudaStream_t stream) { \
         LS_CUDA_REQUIRE(n >= 0, "add: n < 0");                                                \

@@ -86,6 +86,17 @@ typedef struct ls_cuda_batch {
     cudaError_t ls_cuda_rmsnorm_##S(const T *x, int64_t ldx, int64_t rows, int64_t n,          \
                                     const T *w, double eps, T *y, int64_t ldy,                  \
                                     cudaStream_t stream);                                       \
+    /* x row += a row (stored), then y row = rmsnorm(x row) as above: the add kernel and     \
+     * rmsnorm in one launch, the same bits. y may be x only if ldy == ldx. */                \
+    cudaError_t ls_cuda_add_rmsnorm_##S(T *x, int64_t ldx, const T *a, int64_t lda,            \
+                                        int64_t rows, int64_t n, const T *w, double eps, T *y,  \
+                                        int64_t ldy, cudaStream_t stream);                      \
+    /* In place, each of segs' segments of every row (x + r*ldx + off[q], n[q] wide) normed   \
+     * with its own weights w[q] as ls_cuda_rmsnorm: the same bits as one call per segment,   \
+     * in one launch (Mamba's dt, B and C norms). Segments must not overlap. */               \
+    cudaError_t ls_cuda_rmsnorm_segs_##S(T *x, int64_t ldx, int64_t rows,                      \
+                                         const ls_cuda_norm_segs *segs, double eps,             \
+                                         cudaStream_t stream);                                  \
     /* Invariant linear: y[m][o] = dot8(w[o][:], x[m][:]) (+ b[o]), each dot product in       \
      * kernels/matmul.c's order (8 partial sums over k mod 8, fixed tree). b may be NULL.     \
      * x and y must not overlap. `path`: LS_CUDA_PATH_* (the same bits on every path). */     \
@@ -123,6 +134,16 @@ typedef struct ls_cuda_batch {
                                             const int32_t *grp, int64_t tile, int64_t out, T *y, \
                                             int64_t ldy, void *ws, int64_t ws_bytes,           \
                                             int allow_tf32, cudaStream_t stream);               \
+    /* Fast mode's MLP over every expert (mlp_fast.cu): y[r*E + e] (H wide) =                 \
+     * W_down_e (silu(W_gate_e x_r) * (W_up_e x_r)) for every row r < rows and expert e < E.   \
+     * w_gu: one [2*E*I][H] matrix (every expert's gate, then every expert's up); w_down:       \
+     * [E][H][I]; gu, act: scratch of rows*2*E*I and rows*E*I elements. E = 1 is a dense MLP   \
+     * (its gate and up in one GEMM). cuBLAS (TF32 when allow_tf32 and T is float):            \
+     * tolerance-compared, not bitwise. */                                                     \
+    cudaError_t ls_cuda_mlp_fast_##S(cublasHandle_t handle, const T *x, int64_t ldx,           \
+                                     int64_t rows, int64_t H, int64_t I, int64_t E,             \
+                                     const T *w_gu, const T *w_down, T *gu, T *act, T *y,       \
+                                     int allow_tf32, cudaStream_t stream);                      \
     /* Causal depthwise conv over the whole step, one thread per (sequence, channel), its     \
      * tokens in order: u row r at u + r*ldu (channels wide), output at out + r*ldo.           \
      * states[s] = sequence s's conv state [channels][K-1] (oldest first), carried across     \
@@ -164,6 +185,11 @@ typedef struct ls_cuda_batch {
      * order, as the CPU forward). y rows are H wide. */                                       \
     cudaError_t ls_cuda_moe_combine_##S(const T *y, const T *wts, int64_t rows, int64_t k,     \
                                         int64_t H, T *out, cudaStream_t stream);                \
+    /* The same sum over every expert's output y [rows][E][H] (ls_cuda_mlp_fast): slot t of  \
+     * row r reads y row r*E + idx[r*k + t]; NaN for an index outside [0, E). */               \
+    cudaError_t ls_cuda_moe_combine_dense_##S(const T *y, const T *wts, const int64_t *idx,    \
+                                              int64_t rows, int64_t k, int64_t E, int64_t H,    \
+                                              T *out, cudaStream_t stream);                     \
     /* out row = x row - logsumexp(x row), one block per row, in ls_logsoftmax's order. In   \
      * place allowed. */                                                                       \
     cudaError_t ls_cuda_logsoftmax_##S(const T *x, int64_t ldx, int64_t rows, int64_t n,       \
@@ -175,10 +201,23 @@ typedef struct ls_cuda_batch {
     cudaError_t ls_cuda_softplus_##S(T *x, int64_t n, cudaStream_t stream);                    \
     cudaError_t ls_cuda_silu_mul_##S(const T *g, const T *up, T *act, int64_t n,               \
                                      cudaStream_t stream);                                      \
+    /* act[r*lda + c] = silu(g[r*ldg + c]) * up[r*ldu + c] for r < rows, c < n. */           \
+    cudaError_t ls_cuda_silu_mul_rows_##S(const T *g, int64_t ldg, const T *up, int64_t ldu,   \
+                                          int64_t rows, int64_t n, T *act, int64_t lda,         \
+                                          cudaStream_t stream);                                 \
     cudaError_t ls_cuda_add_##S(T *x, const T *y, int64_t n, cudaStream_t stream);             \
     cudaError_t ls_cuda_fill_##S(T *p, int64_t n, T value, cudaStream_t stream);
 
 #define LS_CUDA_MAX_CONV 16 /* largest conv kernel width (d_conv) supported */
+
+/* Up to LS_CUDA_NORM_MAX_SEGS segments of a row for ls_cuda_rmsnorm_segs_*: offsets and widths
+ * in elements, w[q] the segment's device weights (of the call's T). Passed by value. */
+#define LS_CUDA_NORM_MAX_SEGS 4
+typedef struct ls_cuda_norm_segs {
+    int n_seg;
+    int64_t off[LS_CUDA_NORM_MAX_SEGS], n[LS_CUDA_NORM_MAX_SEGS];
+    const void *w[LS_CUDA_NORM_MAX_SEGS];
+} ls_cuda_norm_segs;
 
 LS_CUDA_DECLS(float, f32)
 LS_CUDA_DECLS(double, f64)
@@ -224,23 +263,45 @@ cudaError_t ls_cuda_moe_group_tiles(const int64_t *expert, int64_t pairs, int64_
 
 /* Where the forward's fast modes send the MoE expert linears through cuBLAS
  * (ls_cuda_moe_fast_tile returns 0 below): above a mean of 8 pairs per expert with TF32, 32
- * without (pedantic fp32 / fp64 on CUDA cores beat the invariant kernels only there). Then
- * tiles of the smallest of 32, 64, 128, 256 pairs that holds twice the mean (most experts
- * fit one tile and their weights are read once; the padding stays under half). From
- * bench_gpu's MoE table on the H100 (docs/gpu.md), ms per MoE layer of the bench model
- * (fourth session): 128 pairs: invariant 0.250, fp32 t=32 0.325, TF32 t=32 0.165; 512
- * pairs: invariant 0.668, fp32 t=128 0.605, TF32 t=128 0.200; 32 pairs: invariant 0.153,
- * TF32 t=32 0.164. Since the invariant linear's fma (sixth session) the fp32 side is no
- * longer a win at 512 pairs (invariant 0.546, fp32 t=64 0.543, t=128 0.604): the pedantic
- * fp32 threshold is due to be measured again; the TF32 one stands (t=128 0.200). */
+ * without (pedantic fp32 / fp64 on CUDA cores beat the invariant kernels only there), where
+ * ls_cuda_moe_dense_fast does not take the layer first. TF32: tiles of the smallest of 32,
+ * 64, 128, 256 pairs that holds twice the mean (most experts fit one tile and their weights
+ * are read once; the padding stays under half); pedantic fp32 / fp64: tiles of 64. From
+ * bench_gpu's MoE table (docs/gpu.md), ms per MoE layer of the bench model: fourth session
+ * (H100): 128 pairs: invariant 0.250, fp32 t=32 0.325, TF32 t=32 0.165; 32 pairs: invariant
+ * 0.153, TF32 t=32 0.164. Seventh session (H200): pedantic fp32 at 512 / 1024 / 2048 pairs:
+ * t=64 0.544 / 0.676 / 0.975, t=128 0.604 / 0.891 / 1.111, t=256 1.055 / 1.105 / 1.614,
+ * invariant 0.547 / 0.922 / 1.670. */
 #define LS_CUDA_MOE_FAST_MIN_PER_EXPERT_TF32 8
 #define LS_CUDA_MOE_FAST_MIN_PER_EXPERT 32
+#define LS_CUDA_MOE_FAST_TILE_FP32 64
 static inline int64_t ls_cuda_moe_fast_tile(int64_t pairs, int64_t n_experts, int tf32) {
     const int64_t min = tf32 ? LS_CUDA_MOE_FAST_MIN_PER_EXPERT_TF32 : LS_CUDA_MOE_FAST_MIN_PER_EXPERT;
     if (n_experts < 2 || pairs <= min * n_experts) return 0;
+    if (!tf32) return LS_CUDA_MOE_FAST_TILE_FP32;
     int64_t t = 32;
     while (t < 256 && t * n_experts < 2 * pairs) t *= 2;
     return t;
+}
+
+/* Where the forward's fast modes run a MoE layer densely instead (ls_cuda_mlp_fast over every
+ * expert, then ls_cuda_moe_combine_dense; ls_cuda_moe_fast_tile is not asked then): up to
+ * LS_CUDA_MOE_DENSE_MAX_ROWS_TF32 rows with TF32, LS_CUDA_MOE_DENSE_MAX_ROWS in pedantic fp32,
+ * never in fp64. Measured on the H200 (bench_gpu's MoE table, docs/gpu.md, seventh session),
+ * ms per MoE layer of the bench model (8 experts, top 2), dense against the best other path:
+ * TF32 at 1 / 16 / 64 / 256 / 512 / 1024 rows: 0.066 / 0.071 / 0.069 / 0.102 / 0.181 / 0.341
+ * against 0.087 (invariant) / 0.122 (invariant) / 0.139 (t=64) / 0.167 (t=128) / 0.185 (t=64)
+ * / 0.260 (t=128): the layer is bound by its weights' bytes, which the dense path reads once
+ * in cuBLAS's largest shapes, until its E / k times more products catch up. Pedantic fp32 at
+ * 1 / 16 / 64 / 256 rows: 0.066 / 0.162 / 0.178 / 0.551 against 0.087 / 0.122 / 0.207 / 0.544:
+ * a win at one row (matrix-vector kernels), a loss at 16; the 64-row win (14 %) is not taken
+ * until the rows between are measured. */
+#define LS_CUDA_MOE_DENSE_MAX_ROWS_TF32 512
+#define LS_CUDA_MOE_DENSE_MAX_ROWS 1
+static inline int ls_cuda_moe_dense_fast(int64_t rows, int64_t n_experts, int64_t k, int tf32,
+                                         int f64) {
+    const int64_t max = f64 ? 0 : tf32 ? LS_CUDA_MOE_DENSE_MAX_ROWS_TF32 : LS_CUDA_MOE_DENSE_MAX_ROWS;
+    return n_experts >= 2 && k >= 1 && rows >= 1 && rows <= max;
 }
 
 /* The workspace bytes ls_cuda_linear_moe_fast_* needs. */

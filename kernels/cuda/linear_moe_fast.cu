@@ -117,13 +117,9 @@ static cudaError_t ls_linear_moe_fast(cublasHandle_t h, const T *x, int64_t ldx,
     if (ce != cudaSuccess) return ce;
     cublasStatus_t st = cublasSetStream(h, stream);
     if (st == CUBLAS_STATUS_SUCCESS) {
-        const int f64 = sizeof(T) == 8;
         st = ls_gemm_batched(h, (int)in, (int)out, (int)tile, ptr, ptr + nt,
-                             (void *const *)(ptr + 2 * nt), (int)nt,
-                             f64 ? CUDA_R_64F : CUDA_R_32F,
-                             f64    ? CUBLAS_COMPUTE_64F
-                             : tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
-                                    : CUBLAS_COMPUTE_32F_PEDANTIC);
+                             (void *const *)(ptr + 2 * nt), (int)nt, ls_cublas_type<T>(),
+                             ls_cublas_compute<T>(tf32));
     }
     if (st != CUBLAS_STATUS_SUCCESS)
         return ls_cuda_fail(cudaErrorUnknown, "linear_moe_fast: cuBLAS failed: %s",

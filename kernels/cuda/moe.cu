@@ -1,7 +1,9 @@
 /* MoE routing and combine. Route: one thread per row runs kernels/moe.c's code (its log-softmax
  * in index order, exp, k selection passes with ties to the lower index, insertion sort to
  * ascending expert order, weights not renormalised). Combine: out = 0, then out +=
- * y_t * w_t for the row's k slots in ascending expert order, one thread per element.
+ * y_t * w_t for the row's k slots in ascending expert order, one thread per element; y_t is
+ * the slot's pair row (grouped path) or its expert's row of every-expert output (fast
+ * mode's dense path, ls_cuda_mlp_fast): the same operations either way.
  * The experts themselves run through ls_cuda_linear_moe over (row, slot) pairs, grouped by
  * expert first (ls_cuda_moe_group, below), so that each block of the linear computes (part of)
  * a tile of up to 32 pairs of one expert and reads that expert's weights once for all of them.
@@ -56,15 +58,29 @@ __global__ void ls_moe_route_kernel(const T *__restrict__ logits, int64_t ld, in
     for (int64_t i = 0; i < n; i++) wr[i] = pr[ix[i]];
 }
 
+/* y's row for (row r, slot t): pair r*k + t of the grouped path, or, with idx (the dense
+ * path: every expert over every row, y [rows][E][H]), row r*E + idx[r*k + t]; -1 for an
+ * expert outside [0, E), whose output is NaN as the grouped path's invalid pairs. */
+__device__ __forceinline__ int64_t ls_combine_src(const int64_t *idx, int64_t E, int64_t r,
+                                                  int64_t k, int64_t t) {
+    if (!idx) return r * k + t;
+    const int64_t e = idx[r * k + t];
+    return e >= 0 && e < E ? r * E + e : -1;
+}
+
 template <typename T>
 __global__ void ls_moe_combine_kernel(const T *__restrict__ y, const T *__restrict__ wts,
-                                      int64_t rows, int64_t k, int64_t H, T *__restrict__ out) {
+                                      const int64_t *__restrict__ idx, int64_t E, int64_t rows,
+                                      int64_t k, int64_t H, T *__restrict__ out) {
     const int64_t total = rows * H;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
          i += (int64_t)gridDim.x * blockDim.x) {
         const int64_t r = i / H, j = i % H;
         T o = 0;
-        for (int64_t t = 0; t < k; t++) o += y[(r * k + t) * H + j] * wts[r * k + t];
+        for (int64_t t = 0; t < k; t++) {
+            const int64_t src = ls_combine_src(idx, E, r, k, t);
+            o += (src >= 0 ? y[src * H + j] : ls_nan<T>()) * wts[r * k + t];
+        }
         out[i] = o;
     }
 }
@@ -82,12 +98,13 @@ static cudaError_t ls_moe_route(const T *logits, int64_t ld, int64_t rows, int64
 }
 
 template <typename T>
-static cudaError_t ls_moe_combine(const T *y, const T *wts, int64_t rows, int64_t k, int64_t H,
-                                  T *out, cudaStream_t stream) {
-    LS_CUDA_REQUIRE(rows >= 0 && k >= 1 && H >= 1, "moe_combine: bad sizes");
+static cudaError_t ls_moe_combine(const T *y, const T *wts, const int64_t *idx, int64_t E,
+                                  int64_t rows, int64_t k, int64_t H, T *out,
+                                  cudaStream_t stream) {
+    LS_CUDA_REQUIRE(rows >= 0 && k >= 1 && H >= 1 && (!idx || E >= 1), "moe_combine: bad sizes");
     if (rows == 0) return cudaSuccess;
     const unsigned blocks = ls_cuda_stride_blocks(rows * H);
-    ls_moe_combine_kernel<T><<<blocks, 256, 0, stream>>>(y, wts, rows, k, H, out);
+    ls_moe_combine_kernel<T><<<blocks, 256, 0, stream>>>(y, wts, idx, E, rows, k, H, out);
     return ls_cuda_launched("moe_combine");
 }
 
@@ -190,7 +207,14 @@ extern "C" cudaError_t ls_cuda_moe_group(const int64_t *expert, int64_t pairs, i
     extern "C" cudaError_t ls_cuda_moe_combine_##S(const T *y, const T *wts, int64_t rows,    \
                                                    int64_t k, int64_t H, T *out,              \
                                                    cudaStream_t stream) {                     \
-        return ls_moe_combine<T>(y, wts, rows, k, H, out, stream);                            \
+        return ls_moe_combine<T>(y, wts, NULL, 1, rows, k, H, out, stream);                   \
+    }                                                                                         \
+    extern "C" cudaError_t ls_cuda_moe_combine_dense_##S(const T *y, const T *wts,            \
+                                                         const int64_t *idx, int64_t rows,    \
+                                                         int64_t k, int64_t E, int64_t H,     \
+                                                         T *out, cudaStream_t stream) {       \
+        LS_CUDA_REQUIRE(idx != NULL, "moe_combine_dense: no expert indices");                 \
+        return ls_moe_combine<T>(y, wts, idx, E, rows, k, H, out, stream);                    \
     }
 LS_INST(float, f32)
 LS_INST(double, f64)

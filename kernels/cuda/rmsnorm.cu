@@ -1,4 +1,4 @@
-/* RMSNorm, one block of 256 threads per row. The sum of squares in kernels/rmsnorm.c's
+/* RMSNorm, one block of 256 threads per row (optionally after a residual add). The sum of squares in kernels/rmsnorm.c's
  * order: a thread per lane of kernels/lanesum.c (each square one rounding, the same whoever
  * computes it), then the lanes' fixed tree. So the result is the CPU twin's, bit for bit,
  * and independent of the batch. */
@@ -6,39 +6,99 @@
 
 #define LS_RMS_THREADS LS_SUM_LANES
 
-template <typename T>
-__global__ void __launch_bounds__(LS_RMS_THREADS)
-ls_rmsnorm_kernel(const T *x, int64_t ldx, int64_t n, const T *__restrict__ w, T eps, T *y,
-                  int64_t ldy) {
-    __shared__ T buf[LS_RMS_THREADS];
-    const int64_t r = blockIdx.x;
+/* One row: yr = w * (xr * inv). ADD: xr += ar first (stored back), the sum of squares over
+ * the new values: the forward's residual add and the next norm in one pass, the same bits
+ * as the add kernel then the norm. Called by all LS_RMS_THREADS threads of the block. */
+template <typename T, bool ADD>
+__device__ __forceinline__ void ls_rmsnorm_row(T *xr, const T *ar, int64_t n,
+                                               const T *__restrict__ w, T eps, T *yr, T *buf) {
     const int tid = threadIdx.x;
-    const T *xr = x + r * ldx;
-    T *yr = y + r * ldy;
     T lane = 0;
-    for (int64_t i = tid; i < n; i += LS_RMS_THREADS) lane += xr[i] * xr[i];
+    for (int64_t i = tid; i < n; i += LS_RMS_THREADS) {
+        T v = xr[i];
+        if (ADD) {
+            v = v + ar[i];
+            xr[i] = v;
+        }
+        lane += v * v;
+    }
     const T ss = ls_block_lanes_reduce(lane, buf);
     const T inv = (T)1 / ls_sqrt(ss / (T)n + eps);
     for (int64_t i = tid; i < n; i += LS_RMS_THREADS) yr[i] = w[i] * (xr[i] * inv);
 }
 
+template <typename T, bool ADD>
+__global__ void __launch_bounds__(LS_RMS_THREADS)
+ls_rmsnorm_kernel(T *x, int64_t ldx, const T *a, int64_t lda, int64_t n, const T *__restrict__ w,
+                  T eps, T *y, int64_t ldy) {
+    __shared__ T buf[LS_RMS_THREADS];
+    const int64_t r = blockIdx.x;
+    ls_rmsnorm_row<T, ADD>(x + r * ldx, ADD ? a + r * lda : a, n, w, eps, y + r * ldy, buf);
+}
+
+/* Segments of each row normed in place, each with its own weights: block (row, segment). */
 template <typename T>
-static cudaError_t ls_rmsnorm(const T *x, int64_t ldx, int64_t rows, int64_t n, const T *w,
-                              double eps, T *y, int64_t ldy, cudaStream_t stream) {
-    LS_CUDA_REQUIRE(rows >= 0 && rows <= LS_CUDA_MAX_GRID_X && n > 0 && ldx >= n && ldy >= n,
+__global__ void __launch_bounds__(LS_RMS_THREADS)
+ls_rmsnorm_segs_kernel(T *x, int64_t ldx, ls_cuda_norm_segs sg, T eps) {
+    __shared__ T buf[LS_RMS_THREADS];
+    const int64_t r = blockIdx.x;
+    const int q = blockIdx.y;
+    T *xr = x + r * ldx + sg.off[q];
+    ls_rmsnorm_row<T, false>(xr, (const T *)NULL, sg.n[q], (const T *)sg.w[q], eps, xr, buf);
+}
+
+template <typename T>
+static cudaError_t ls_rmsnorm(T *x, int64_t ldx, const T *a, int64_t lda, int64_t rows,
+                              int64_t n, const T *w, double eps, T *y, int64_t ldy,
+                              cudaStream_t stream) {
+    LS_CUDA_REQUIRE(rows >= 0 && rows <= LS_CUDA_MAX_GRID_X && n > 0 && ldx >= n && ldy >= n &&
+                        (!a || lda >= n),
                     "rmsnorm: bad sizes rows=%lld n=%lld ldx=%lld ldy=%lld", (long long)rows,
                     (long long)n, (long long)ldx, (long long)ldy);
     if (rows == 0) return cudaSuccess;
-    ls_rmsnorm_kernel<T><<<(unsigned)rows, LS_RMS_THREADS, 0, stream>>>(x, ldx, n, w, (T)eps, y,
-                                                                        ldy);
-    return ls_cuda_launched("rmsnorm");
+    if (a)
+        ls_rmsnorm_kernel<T, true><<<(unsigned)rows, LS_RMS_THREADS, 0, stream>>>(
+            x, ldx, a, lda, n, w, (T)eps, y, ldy);
+    else
+        ls_rmsnorm_kernel<T, false><<<(unsigned)rows, LS_RMS_THREADS, 0, stream>>>(
+            x, ldx, a, lda, n, w, (T)eps, y, ldy);
+    return ls_cuda_launched(a ? "add_rmsnorm" : "rmsnorm");
+}
+
+template <typename T>
+static cudaError_t ls_rmsnorm_segs(T *x, int64_t ldx, int64_t rows, const ls_cuda_norm_segs *sg,
+                                   double eps, cudaStream_t stream) {
+    LS_CUDA_REQUIRE(sg && sg->n_seg >= 1 && sg->n_seg <= LS_CUDA_NORM_MAX_SEGS && rows >= 0 &&
+                        rows <= LS_CUDA_MAX_GRID_X,
+                    "rmsnorm_segs: bad arguments");
+    for (int q = 0; q < sg->n_seg; q++)
+        LS_CUDA_REQUIRE(sg->n[q] > 0 && sg->off[q] >= 0 && sg->off[q] + sg->n[q] <= ldx && sg->w[q],
+                        "rmsnorm_segs: segment %d (offset %lld, %lld wide) outside the row of %lld",
+                        q, (long long)sg->off[q], (long long)sg->n[q], (long long)ldx);
+    if (rows == 0) return cudaSuccess;
+    ls_rmsnorm_segs_kernel<T><<<dim3((unsigned)rows, (unsigned)sg->n_seg), LS_RMS_THREADS, 0,
+                                stream>>>(x, ldx, *sg, (T)eps);
+    return ls_cuda_launched("rmsnorm_segs");
 }
 
 #define LS_INST(T, S)                                                                        \
     extern "C" cudaError_t ls_cuda_rmsnorm_##S(const T *x, int64_t ldx, int64_t rows,         \
                                                int64_t n, const T *w, double eps, T *y,       \
                                                int64_t ldy, cudaStream_t stream) {            \
-        return ls_rmsnorm<T>(x, ldx, rows, n, w, eps, y, ldy, stream);                        \
+        /* x is only read without an addend */                                               \
+        return ls_rmsnorm<T>((T *)x, ldx, NULL, 0, rows, n, w, eps, y, ldy, stream);          \
+    }                                                                                         \
+    extern "C" cudaError_t ls_cuda_add_rmsnorm_##S(T *x, int64_t ldx, const T *a, int64_t lda, \
+                                                   int64_t rows, int64_t n, const T *w,       \
+                                                   double eps, T *y, int64_t ldy,             \
+                                                   cudaStream_t stream) {                     \
+        LS_CUDA_REQUIRE(a != NULL, "add_rmsnorm: no addend");                                 \
+        return ls_rmsnorm<T>(x, ldx, a, lda, rows, n, w, eps, y, ldy, stream);                \
+    }                                                                                         \
+    extern "C" cudaError_t ls_cuda_rmsnorm_segs_##S(T *x, int64_t ldx, int64_t rows,          \
+                                                    const ls_cuda_norm_segs *segs, double eps, \
+                                                    cudaStream_t stream) {                    \
+        return ls_rmsnorm_segs<T>(x, ldx, rows, segs, eps, stream);                           \
     }
 LS_INST(float, f32)
 LS_INST(double, f64)

@@ -587,6 +587,53 @@ static void LS_S(test_rmsnorm)(void) {
     RUN(LS_S(ls_cuda_rmsnorm)(dxx, ldx, R, n, dw, eps, dxx, ldx, 0));
     LS_T *xi = LS_S(dgetT)(dxx, R * ldx), *gi = LS_S(pack)(xi, R, n, ldx);
     LS_S(same_bits)("rmsnorm in place", gi, got, R * n);
+    /* the residual add fused in: x += a (stored, bitwise the CPU's add), then the norm of
+     * the sum (bitwise the CPU twin's) */
+    {
+        const int64_t lda = 303;
+        LS_T *a = LS_S(hrand)(R * lda, -2, 2), *xs = hmalloc((size_t)(R * n) * sizeof(LS_T));
+        LS_T *da = LS_S(dputT)(a, R * lda);
+        LS_T *dx2 = LS_S(dputT)(x, R * ldx);
+        RUN(LS_S(ls_cuda_add_rmsnorm)(dx2, ldx, da, lda, R, n, dw, eps, dy, ldy, 0));
+        for (int64_t r = 0; r < R; r++) {
+            for (int64_t i = 0; i < n; i++) xs[r * n + i] = x[r * ldx + i] + a[r * lda + i];
+            LS_S(ls_rmsnorm)(xs + r * n, 1, n, w, eps, ref + r * n);
+        }
+        LS_T *x2 = LS_S(dgetT)(dx2, R * ldx), *gx = LS_S(pack)(x2, R, n, ldx);
+        LS_T *y2 = LS_S(dgetT)(dy, R * ldy), *gy = LS_S(pack)(y2, R, n, ldy);
+        LS_S(cmp)("add_rmsnorm sum", gx, xs, R * n, 1, 0);
+        LS_S(cmp)("add_rmsnorm norm", gy, ref, R * n, 1, 0);
+        CHECK(LS_S(ls_cuda_add_rmsnorm)(dx2, ldx, NULL, lda, R, n, dw, eps, dy, ldy, 0) ==
+              cudaErrorInvalidValue);
+        CHECK(LS_S(ls_cuda_add_rmsnorm)(dx2, ldx, da, n - 1, R, n, dw, eps, dy, ldy, 0) ==
+              cudaErrorInvalidValue);
+        free(a), free(xs), free(x2), free(gx), free(y2), free(gy);
+    }
+    /* three segments of each row in place, each with its own weights (Mamba's dt, B, C):
+     * bitwise the CPU twin per segment; the bytes between and after them untouched */
+    {
+        LS_T *w2 = LS_S(hrand)(n, -1.5, 1.5), *w3 = LS_S(hrand)(n, -1.5, 1.5);
+        LS_T *dw2 = LS_S(dputT)(w2, n), *dw3 = LS_S(dputT)(w3, n);
+        LS_T *dx3 = LS_S(dputT)(x, R * ldx), *xr = hmalloc((size_t)(R * ldx) * sizeof(LS_T));
+        const ls_cuda_norm_segs sg = {.n_seg = 3, .off = {0, 128, 150}, .n = {128, 16, 150},
+                                      .w = {dw, dw2, dw3}};
+        RUN(LS_S(ls_cuda_rmsnorm_segs)(dx3, ldx, R, &sg, eps, 0));
+        memcpy(xr, x, (size_t)(R * ldx) * sizeof(LS_T));
+        const LS_T *ws[3] = {w, w2, w3};
+        for (int64_t r = 0; r < R; r++)
+            for (int q = 0; q < 3; q++)
+                LS_S(ls_rmsnorm)(x + r * ldx + sg.off[q], 1, sg.n[q], ws[q], eps,
+                                 xr + r * ldx + sg.off[q]);
+        LS_T *x3 = LS_S(dgetT)(dx3, R * ldx);
+        LS_S(cmp)("rmsnorm_segs", x3, xr, R * ldx, 1, 0);
+        ls_cuda_norm_segs bad = sg;
+        bad.off[2] = ldx - 149;   /* past the row */
+        CHECK(LS_S(ls_cuda_rmsnorm_segs)(dx3, ldx, R, &bad, eps, 0) == cudaErrorInvalidValue);
+        bad = sg;
+        bad.n_seg = 0;
+        CHECK(LS_S(ls_cuda_rmsnorm_segs)(dx3, ldx, R, &bad, eps, 0) == cudaErrorInvalidValue);
+        free(w2), free(w3), free(xr), free(x3);
+    }
     free(x), free(w), free(y), free(got), free(ref), free(y1), free(xi), free(gi);
     dfree_all();
 }
@@ -791,6 +838,52 @@ static void LS_S(moe_case)(const char *name, int64_t E, int64_t P, int64_t x_div
     for (int64_t e = 0; e < E; e++) free(we[e]);
     free(x), free(we), free(dwe), free(g), free(hg), free(y), free(got), free(ref);
     dfree_all();
+}
+
+/* Fast mode's MLP over every expert (ls_cuda_mlp_fast) against the CPU twin's linears and
+ * silu, expert by expert: E = 1 (a dense MLP: gate and up fused) and E = 3, on one row and
+ * on 37 (ldx > H). cuBLAS: tolerance only, TF32 with linear_fast's. */
+static void LS_S(test_mlp_fast)(void) {
+    const int64_t H = 70, I = 45, ldx = 73, Es[] = {1, 3}, Rs[] = {1, 37};
+    cublasHandle_t hdl;
+    CHECK(cublasCreate(&hdl) == CUBLAS_STATUS_SUCCESS);
+    LS_T *g = hmalloc((size_t)I * sizeof(LS_T)), *u = hmalloc((size_t)I * sizeof(LS_T));
+    for (int ei = 0; ei < 2; ei++)
+        for (int ri = 0; ri < 2; ri++) {
+            const int64_t E = Es[ei], R = Rs[ri];
+            LS_T *x = LS_S(hrand)(R * ldx, -1, 1), *wgu = LS_S(hrand)(2 * E * I * H, -0.3, 0.3);
+            LS_T *wdn = LS_S(hrand)(E * H * I, -0.3, 0.3);
+            LS_T *ref = hmalloc((size_t)(R * E * H) * sizeof(LS_T));
+            for (int64_t r = 0; r < R; r++)
+                for (int64_t e = 0; e < E; e++) {
+                    LS_S(ls_linear)(x + r * ldx, 1, H, wgu + e * I * H, NULL, I, g);
+                    LS_S(ls_linear)(x + r * ldx, 1, H, wgu + (E + e) * I * H, NULL, I, u);
+                    for (int64_t i = 0; i < I; i++) g[i] = LS_S(ls_silu)(g[i]) * u[i];
+                    LS_S(ls_linear)(g, 1, I, wdn + e * H * I, NULL, H, ref + (r * E + e) * H);
+                }
+            LS_T *dx = LS_S(dputT)(x, R * ldx), *dgu = LS_S(dputT)(wgu, 2 * E * I * H);
+            LS_T *ddn = LS_S(dputT)(wdn, E * H * I), *dgub = LS_S(dalloc)(R * 2 * E * I);
+            LS_T *dact = LS_S(dalloc)(R * E * I), *dy = LS_S(dalloc)(R * E * H);
+            for (int tf32 = 0; tf32 <= (LS_IS64 ? 0 : 1); tf32++) {
+                dpoison(dy, (size_t)(R * E * H) * sizeof(LS_T));
+                RUN(LS_S(ls_cuda_mlp_fast)(hdl, dx, ldx, R, H, I, E, dgu, ddn, dgub, dact, dy, tf32,
+                                           0));
+                LS_T *got = LS_S(dgetT)(dy, R * E * H);
+                char name[64];
+                snprintf(name, sizeof name, "mlp_fast E=%lld %lld rows%s", (long long)E,
+                         (long long)R, tf32 ? " tf32" : "");
+                LS_S(cmp)(name, got, ref, R * E * H, 0, tf32 ? 5e-3 : (LS_IS64 ? 1e-13 : 1e-5));
+                free(got);
+            }
+            CHECK(LS_S(ls_cuda_mlp_fast)(hdl, dx, H - 1, R, H, I, E, dgu, ddn, dgub, dact, dy, 0,
+                                         0) == cudaErrorInvalidValue);
+            CHECK(LS_S(ls_cuda_mlp_fast)(hdl, dx, ldx, R, H, I, 0, dgu, ddn, dgub, dact, dy, 0,
+                                         0) == cudaErrorInvalidValue);
+            free(x), free(wgu), free(wdn), free(ref);
+            dfree_all();
+        }
+    free(g), free(u);
+    cublasDestroy(hdl);
 }
 
 /* The MoE expert linear over pairs grouped by expert (ls_cuda_moe_group), cases that stress
@@ -1128,6 +1221,24 @@ static void LS_S(test_moe)(int64_t E, int64_t k) {
     }
     snprintf(name, sizeof name, "moe_combine (k=%lld)", (long long)k);
     LS_S(cmp)(name, got, ref, R * H, 1, 0);
+    /* the dense layout: y [R][E][H] holds every expert's row; slot t reads expert gi[r*k + t]'s.
+     * The same sums bit for bit (the grouped layout's rows copied into their experts' places);
+     * row 3's first slot names expert E (invalid): a NaN row, as the grouped path gives. */
+    LS_T *yd = LS_S(hrand)(R * E * H, -2, 2);
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t t = 0; t < k; t++)
+            memcpy(yd + (r * E + gi[r * k + t]) * H, y + (r * k + t) * H, (size_t)H * sizeof(LS_T));
+    gi[3 * k] = E;
+    for (int64_t j = 0; j < H; j++) ref[3 * H + j] = (LS_T)NAN;
+    LS_T *dyd = LS_S(dputT)(yd, R * E * H);
+    int64_t *dgi = dput(gi, (size_t)(R * k) * 8);
+    RUN(LS_S(ls_cuda_moe_combine_dense)(dyd, dw, dgi, R, k, E, H, dout, 0));
+    LS_T *gotd = LS_S(dgetT)(dout, R * H);
+    snprintf(name, sizeof name, "moe_combine_dense (k=%lld)", (long long)k);
+    LS_S(cmp)(name, gotd, ref, R * H, 1, 0);
+    CHECK(LS_S(ls_cuda_moe_combine_dense)(dyd, dw, NULL, R, k, E, H, dout, 0) ==
+          cudaErrorInvalidValue);
+    free(yd), free(gotd);
     free(lg), free(gp), free(gw), free(gi), free(ri), free(rp), free(rw), free(y), free(ref);
     free(got);
     dfree_all();
@@ -1181,6 +1292,24 @@ static void LS_S(test_elementwise)(void) {
     got = LS_S(dgetT)(dact, n);
     for (int64_t i = 0; i < n; i++) ref[i] = LS_S(ls_silu)(g[i]) * up[i];
     LS_S(cmp)("silu_mul", got, ref, n, 0, LS_TOL);
+    /* over rows with strides: the same bits as the flat kernel on the same elements */
+    {
+        const int64_t rows = 3, w = (n - 20) / 3, ldg = w + 5, ldu = w + 11, lda = w + 2;
+        LS_T *da2 = LS_S(dalloc)(rows * lda);
+        dpoison(da2, (size_t)(rows * lda) * sizeof(LS_T));
+        RUN(LS_S(ls_cuda_silu_mul_rows)(dg, ldg, du, ldu, rows, w, da2, lda, 0));
+        LS_T *rows_got = LS_S(dgetT)(da2, rows * lda), *a2 = LS_S(pack)(rows_got, rows, w, lda);
+        LS_T *flat = hmalloc((size_t)(rows * w) * sizeof(LS_T));
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < w; c++)
+                flat[r * w + c] = LS_S(ls_silu)(g[r * ldg + c]) * up[r * ldu + c];
+        LS_S(cmp)("silu_mul_rows", a2, flat, rows * w, 0, LS_TOL);
+        /* row 0 reads the flat kernel's first w elements: its bits */
+        LS_S(same_bits)("silu_mul_rows row 0 vs silu_mul", a2, got, w);
+        CHECK(LS_S(ls_cuda_silu_mul_rows)(dg, w - 1, du, ldu, rows, w, da2, lda, 0) ==
+              cudaErrorInvalidValue);
+        free(rows_got), free(a2), free(flat);
+    }
     free(got);
     RUN(LS_S(ls_cuda_add)(dg, du, n, 0));
     got = LS_S(dgetT)(dg, n);
@@ -1252,13 +1381,15 @@ static void LS_S(run_all)(void) {
     LS_S(test_rmsnorm)();
     LS_S(test_linear)();
     LS_S(test_linear_moe)();
+    LS_S(test_mlp_fast)();
     LS_S(test_conv1d)(4);
     LS_S(test_conv1d)(6);
     LS_S(test_scan)(16, 0);   /* registers, 16-byte state loads */
     LS_S(test_scan)(16, 1);   /* registers, element by element */
     LS_S(test_scan)(8, 0);    /* registers, N < 16 */
     LS_S(test_scan)(20, 0);   /* the state in the slot */
-    LS_S(test_attention)(40, 0);
+    LS_S(test_attention)(40, 0);    /* key rows in 16-byte moves */
+    LS_S(test_attention)(42, 1);    /* f32: rows of 168 bytes, element by element */
     LS_S(test_attention)(136, 1);
     LS_S(test_attention)(264, 1);
     LS_S(test_moe)(16, 2);

@@ -11,7 +11,10 @@
 #    transformers, and the per-piece profile of one step -> bench.md (the table).
 # Environment: BATCHES (default 1,16,64,256), MODES (default invariant,fast,tf32), HF=0 skips
 # transformers (the table then has no ratio column values), NSYS=1 adds an Nsight Systems
-# kernel summary of one fast-mode run at the largest batch (nsys.txt) when nsys is installed.
+# kernel summary of one run at the largest batch in mode NSYS_MODE (default fast) when nsys is
+# installed (nsys.log, nsys_cuda_gpu_kern_sum.csv), NCU=REGEX an Nsight Compute report
+# (speed of light, occupancy, warp stalls) of the first decode-step launch at the largest
+# batch of the kernels whose names match REGEX, in mode NSYS_MODE (ncu.txt).
 # Logs under $OUT: make_model.log hf.log hf.txt bench.md bench.err.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -45,15 +48,29 @@ say "bench_gpu stderr"
 tail -30 "$OUT/bench.err"
 NSYS_BIN=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
 if [ "${NSYS:-0}" = 1 ] && [ -n "$NSYS_BIN" ]; then
-  say "nsys: fast mode, batch ${BATCHES##*,}"
+  say "nsys: ${NSYS_MODE:-fast} mode, batch ${BATCHES##*,}"
   timeout 300 "$NSYS_BIN" profile -o "$OUT/nsys" --force-overwrite true --stats=false \
-    "$B/bench/bench_gpu" "$model" --batches "${BATCHES##*,}" --modes fast --no-profile \
-    > "$OUT/nsys.log" 2>&1 || rc=1
+    "$B/bench/bench_gpu" "$model" --batches "${BATCHES##*,}" --modes "${NSYS_MODE:-fast}" \
+    --no-profile > "$OUT/nsys.log" 2>&1 || rc=1
   timeout 200 "$NSYS_BIN" stats -r cuda_gpu_kern_sum,cuda_api_sum -f csv -o "$OUT/nsys" \
     "$OUT/nsys.nsys-rep" >> "$OUT/nsys.log" 2>&1
   head -40 "$OUT"/nsys_cuda_gpu_kern_sum.csv 2>/dev/null
   rm -f "$OUT/nsys.nsys-rep" "$OUT/nsys.sqlite"
 elif [ "${NSYS:-0}" = 1 ]; then
   echo "nsys: not installed on this machine"
+fi
+NCU_BIN=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+if [ -n "${NCU:-}" ] && [ -n "$NCU_BIN" ]; then
+  # skip the warm-up run's launches (prefill + 2 decode steps + the first WARM steps): one
+  # launch per matching kernel from a decode step of the measured runs
+  say "ncu: $NCU, ${NSYS_MODE:-fast} mode, batch ${BATCHES##*,}"
+  timeout 300 "$NCU_BIN" -k "regex:$NCU" -s "${NCU_SKIP:-40}" -c "${NCU_COUNT:-1}" \
+    --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+    --section MemoryWorkloadAnalysis \
+    "$B/bench/bench_gpu" "$model" --batches "${BATCHES##*,}" --modes "${NSYS_MODE:-fast}" \
+    --no-profile --new 8 > "$OUT/ncu.txt" 2>&1 || rc=1
+  grep -v '^==PROF==' "$OUT/ncu.txt" | tail -120
+elif [ -n "${NCU:-}" ]; then
+  echo "ncu: not installed on this machine"
 fi
 exit $rc
