@@ -300,10 +300,12 @@ static int LS_S(cu_forward)(ls_cuda_ctx *x, int fast, const ls_model *m, const l
      * token in G, ACT and EY: k routed pairs, or E on fast mode's dense MoE; in fast mode G
      * also holds the fused gate and up products (ls_cuda_mlp_fast: 2 * I per expert row). */
     const int64_t mam = nm > 0, att = na > 0;
-    int any_dense = 0;
-    for (int64_t l = 0; l < c->num_layers; l++)
-        any_dense |= dm->layers[l].n_experts > 1 && cu_moe_dense(x, fast, l, rows, E, kx, esz);
-    const int64_t ew = any_dense ? E : kx, gw = fast ? 2 * ew : ew;
+    int64_t ew = kx;
+    for (int64_t l = 0; l < c->num_layers; l++) {
+        const int64_t En = dm->layers[l].n_experts;
+        if (En > ew && cu_moe_dense(x, fast, l, rows, En, kx, esz)) ew = En;
+    }
+    const int64_t gw = fast ? 2 * ew : ew;
     int64_t need[] = {
         rows * H, rows * H, mam * rows * 2 * di, mam * rows * di, mam * rows * P,
         mam * rows * di, mam * rows * di, rows * H, att * rows * qd, att * rows * kvd,
