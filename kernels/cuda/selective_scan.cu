@@ -1,9 +1,8 @@
-/* Mamba's selective scan over a whole step's ragged batch: one thread (N = 16: a group of
- * four, below) per (sequence, channel), tokens in order, n in order, the state carried
- * exactly as kernels/selective_scan.c: dA = exp(A*dt); dBx = (dt*B)*x; h = dA*h + dBx;
- * acc += h*C; y = (acc + x*D) * silu(z). For N <= 16 the state lives in registers (fully
- * unrolled, guarded loops), otherwise in the slot itself; the arithmetic is the same either
- * way. */
+/* Mamba's selective scan over a whole step's ragged batch: one thread per (sequence,
+ * channel), tokens in order, n in order, the state carried exactly as
+ * kernels/selective_scan.c: dA = exp(A*dt); dBx = (dt*B)*x; h = dA*h + dBx; acc += h*C;
+ * y = (acc + x*D) * silu(z). For N <= 16 the state lives in registers (fully unrolled,
+ * guarded loops), otherwise in the slot itself; the arithmetic is the same either way. */
 #include "kernels/cuda/common.cuh"
 
 #define LS_SCAN_REG_N 16
@@ -93,90 +92,6 @@ ls_scan_kernel(int64_t n_seqs, const int64_t *__restrict__ row0,
     }
 }
 
-/* N == 16 (Mamba's d_state), LS_SCAN_GROUP threads per (sequence, channel), thread q of the
- * group holding state elements 4q .. 4q+3: the same dA, dBx, h and h*C of each element as
- * above, the products gathered by shuffles to the group's first thread, which adds them in
- * n order (0 + p_0 + p_1 + ... + p_15) and writes y. So the bits are the one-thread kernel's,
- * but a warp's state, A, B and C accesses are 16-byte moves of 8 whole channels (512
- * contiguous bytes), each thread does 4 exps instead of 16, and a thread needs ~40
- * registers instead of 72 (ncu at decode batch 256 on the H200: the one-thread kernel ran at
- * 38 % of DRAM bandwidth, 44 % occupancy, stalled on its loads). Unaligned pieces move
- * element by element: the same values. The shuffles name only the group's lanes, so groups of
- * different sequences (different token counts) may share a warp. */
-#define LS_SCAN_GROUP 4
-#define LS_SCAN_PER (LS_SCAN_REG_N / LS_SCAN_GROUP)
-template <typename T>
-__device__ __forceinline__ void ls_scan_ld4(const T *p, T (&r)[LS_SCAN_PER]) {
-    if (((uintptr_t)p & 15) == 0) {
-        ls_ld16(p, r);
-    } else {
-#pragma unroll
-        for (int k = 0; k < LS_SCAN_PER; k++) r[k] = p[k];
-    }
-}
-template <typename T>
-__global__ void __launch_bounds__(128, sizeof(T) == 4 ? 10 : 1)   /* f32: <= 51 registers, 1280 threads per SM */
-ls_scan_group_kernel(int64_t n_seqs, const int64_t *__restrict__ row0,
-                     const int64_t *__restrict__ nrows, const int32_t *__restrict__ has_init,
-                     T *const *__restrict__ states, const T *__restrict__ x, int64_t ldx,
-                     const T *__restrict__ dt, int64_t lddt, const T *__restrict__ A,
-                     const T *__restrict__ B, int64_t ldB, const T *__restrict__ Cm,
-                     int64_t ldC, const T *__restrict__ D, const T *__restrict__ z, int64_t ldz,
-                     int64_t C, T *__restrict__ y, int64_t ldy) {
-    const int64_t gid = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-    const int64_t pc = gid / LS_SCAN_GROUP;   /* (sequence, channel): one per group */
-    const int q = (int)(gid % LS_SCAN_GROUP);
-    if (pc >= n_seqs * C) return;             /* whole groups: blockDim is a multiple */
-    const int lane = (int)(threadIdx.x & 31), first = lane & ~(LS_SCAN_GROUP - 1);
-    const unsigned mask = ((1u << LS_SCAN_GROUP) - 1) << first;
-    const int64_t s = pc / C, c = pc % C;
-    const int64_t r0 = row0[s], n = nrows[s];
-    T *h = states[s];
-    if (!h) {
-        if (q == 0)
-            for (int64_t i = 0; i < n; i++) y[(r0 + i) * ldy + c] = ls_nan<T>();
-        return;
-    }
-    h += c * LS_SCAN_REG_N + q * LS_SCAN_PER;
-    T hr[LS_SCAN_PER], ar[LS_SCAN_PER], br[LS_SCAN_PER], cr[LS_SCAN_PER], p[LS_SCAN_PER];
-    if (has_init[s]) {
-        ls_scan_ld4(h, hr);
-    } else {
-#pragma unroll
-        for (int k = 0; k < LS_SCAN_PER; k++) hr[k] = (T)0;
-    }
-    ls_scan_ld4(A + c * LS_SCAN_REG_N + q * LS_SCAN_PER, ar);
-    const T Dc = D[c];
-    for (int64_t i = 0; i < n; i++) {
-        const int64_t r = r0 + i;
-        const T xv = x[r * ldx + c], dtv = dt[r * lddt + c];
-        ls_scan_ld4(B + r * ldB + q * LS_SCAN_PER, br);
-        ls_scan_ld4(Cm + r * ldC + q * LS_SCAN_PER, cr);
-#pragma unroll
-        for (int k = 0; k < LS_SCAN_PER; k++) {
-            const T dA = ls_exp(ar[k] * dtv);
-            const T dBx = (dtv * br[k]) * xv;
-            hr[k] = dA * hr[k] + dBx;
-            p[k] = hr[k] * cr[k];
-        }
-        T acc = 0;
-#pragma unroll
-        for (int g = 0; g < LS_SCAN_GROUP; g++)
-#pragma unroll
-            for (int k = 0; k < LS_SCAN_PER; k++) {
-                const T v = __shfl_sync(mask, p[k], first + g);
-                acc += v;
-            }
-        if (q == 0) y[r * ldy + c] = (acc + xv * Dc) * ls_silu(z[r * ldz + c]);
-    }
-    if (((uintptr_t)h & 15) == 0) {
-        ls_st16(h, hr);
-    } else {
-#pragma unroll
-        for (int k = 0; k < LS_SCAN_PER; k++) h[k] = hr[k];
-    }
-}
-
 template <typename T>
 static cudaError_t ls_scan(const ls_cuda_batch *b, T *const *states, const T *x, int64_t ldx,
                            const T *dt, int64_t lddt, const T *A, const T *B, int64_t ldB,
@@ -188,12 +103,8 @@ static cudaError_t ls_scan(const ls_cuda_batch *b, T *const *states, const T *x,
     const int64_t total = b->n_seqs * C;
     if (total == 0) return cudaSuccess;
     const int64_t blocks = ls_cuda_cdiv(total, 128);
-    LS_CUDA_REQUIRE(blocks <= LS_CUDA_MAX_GRID_X / LS_SCAN_GROUP, "scan: batch too large");
-    if (N == LS_SCAN_REG_N)
-        ls_scan_group_kernel<T><<<(unsigned)(blocks * LS_SCAN_GROUP), 128, 0, stream>>>(
-            b->n_seqs, b->row0, b->n, b->has_init, states, x, ldx, dt, lddt, A, B, ldB, Cm, ldC,
-            D, z, ldz, C, y, ldy);
-    else if (N < LS_SCAN_REG_N)
+    LS_CUDA_REQUIRE(blocks <= LS_CUDA_MAX_GRID_X, "scan: batch too large");
+    if (N <= LS_SCAN_REG_N)
         ls_scan_kernel<T, true><<<(unsigned)blocks, 128, 0, stream>>>(
             b->n_seqs, b->row0, b->n, b->has_init, states, x, ldx, dt, lddt, A, B, ldB, Cm, ldC,
             D, z, ldz, C, N, y, ldy);
