@@ -293,9 +293,11 @@ static inline int64_t ls_cuda_moe_fast_tile(int64_t pairs, int64_t n_experts, in
  * against 0.087 (invariant) / 0.122 (invariant) / 0.139 (t=64) / 0.167 (t=128) / 0.185 (t=64)
  * / 0.260 (t=128): the layer is bound by its weights' bytes, which the dense path reads once
  * in cuBLAS's largest shapes, until its E / k times more products catch up. Pedantic fp32 at
- * 1 / 16 / 64 / 256 rows: 0.066 / 0.162 / 0.178 / 0.551 against 0.087 / 0.122 / 0.207 / 0.544:
- * a win at one row (matrix-vector kernels), a loss at 16; the 64-row win (14 %) is not taken
- * until the rows between are measured. */
+ * 1 / 4 / 16 / 32 / 64 / 128 / 256 rows: 0.066 / 0.093 / 0.164 / 0.132 / 0.179 / 0.290 / 0.552
+ * against 0.088 / 0.113 / 0.122 / 0.169 / 0.208 / 0.362 / 0.546 (the session's last call):
+ * wins everywhere up to 128 rows but at 16, where cuBLAS's kernel choice breaks the pattern;
+ * only the one-row win is taken so far (a rule with a hole at 16 rows would need the rows
+ * around it measured). */
 #define LS_CUDA_MOE_DENSE_MAX_ROWS_TF32 512
 #define LS_CUDA_MOE_DENSE_MAX_ROWS 1
 static inline int ls_cuda_moe_dense_fast(int64_t rows, int64_t n_experts, int64_t k, int tf32,
