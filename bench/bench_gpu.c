@@ -332,23 +332,16 @@ static int model_shapes(const ls_model *dm, lin_shape *sh) {
 }
 
 /* Columns of the per-shape table: the invariant linear's two kernels, then cuBLAS (the fast
- * modes' linear) in pedantic fp32 and TF32, and TF32 split over K where
- * ls_cuda_linear_split_k says so (what the forward runs). */
-enum { COL_TILED, COL_FEW, COL_CUBLAS_F32, COL_CUBLAS_TF32, COL_SPLIT_TF32, N_PATH_COLS };
-#define SPLIT_WS(B) (LS_CUDA_SPLIT_MAX * (B) * LS_CUDA_SPLIT_MAX_OUT * 4)
+ * modes' linear) in pedantic fp32 and TF32. */
+enum { COL_TILED, COL_FEW, COL_CUBLAS_F32, COL_CUBLAS_TF32, N_PATH_COLS };
 
-/* ms per call of one linear on column `col`, B rows of zeros: mean of 5 after one; ws holds
- * SPLIT_WS(B) bytes */
+/* ms per call of one linear on column `col`, B rows of zeros: mean of 5 after one */
 static double time_linear(ls_cuda_ctx *x, cublasHandle_t hb, const ls_linear *L, int64_t B,
-                          int col, float *in, float *out, void *ws, cudaEvent_t e0,
-                          cudaEvent_t e1) {
+                          int col, float *in, float *out, cudaEvent_t e0, cudaEvent_t e1) {
     for (int it = 0; it < 6; it++) {
         if (it == 1) CU(cudaEventRecord(e0, x->stream));
         const float *w = (const float *)L->w, *b = (const float *)L->b;
-        if (col == COL_SPLIT_TF32)
-            CU(ls_cuda_linear_fast_split_f32(hb, in, L->in, B, L->in, w, b, L->out, out, L->out,
-                                             1, ws, SPLIT_WS(B), x->stream));
-        else if (col == COL_CUBLAS_F32 || col == COL_CUBLAS_TF32)
+        if (col == COL_CUBLAS_F32 || col == COL_CUBLAS_TF32)
             CU(ls_cuda_linear_fast_f32(hb, in, L->in, B, L->in, w, b, L->out, out, L->out,
                                        col == COL_CUBLAS_TF32, x->stream));
         else
@@ -369,10 +362,8 @@ static void profile_paths(ls_cuda_ctx *x, int64_t B, double (*ms)[N_PATH_COLS]) 
         if (sh[i].L->out > w) w = sh[i].L->out;
     }
     float *in, *out;
-    void *ws;
     CU(cudaMalloc((void **)&in, (size_t)(B * w) * 4));
     CU(cudaMalloc((void **)&out, (size_t)(B * w) * 4));
-    CU(cudaMalloc(&ws, (size_t)SPLIT_WS(B)));
     CU(cudaMemset(in, 0, (size_t)(B * w) * 4));
     cublasHandle_t hb = new_cublas(x->stream);
     cudaEvent_t e0, e1;
@@ -380,13 +371,12 @@ static void profile_paths(ls_cuda_ctx *x, int64_t B, double (*ms)[N_PATH_COLS]) 
     CU(cudaEventCreate(&e1));
     for (int i = 0; i < n; i++)
         for (int col = 0; col < N_PATH_COLS; col++)
-            ms[i][col] = time_linear(x, hb, sh[i].L, B, col, in, out, ws, e0, e1);
+            ms[i][col] = time_linear(x, hb, sh[i].L, B, col, in, out, e0, e1);
     cudaEventDestroy(e0);
     cudaEventDestroy(e1);
     cublasDestroy(hb);
     cudaFree(in);
     cudaFree(out);
-    cudaFree(ws);
 }
 
 /* The profiles' expert indices, P = rows x k of them, to the device: a pseudo-random expert
@@ -533,13 +523,9 @@ static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
     cudaEvent_t e0, e1;
     CU(cudaEventCreate(&e0));
     CU(cudaEventCreate(&e1));
-    void *sws;   /* split-K partials, as the forward's */
-    CU(cudaMalloc(&sws, (size_t)SPLIT_WS(B)));
 #define LIN(L)                                                                                \
-    ((fast) ? ls_cuda_linear_fast_split_f32(x->cublas, in, (L)->in, B, (L)->in,                \
-                                            (const float *)(L)->w, (const float *)(L)->b,       \
-                                            (L)->out, out, (L)->out, x->tf32, sws,              \
-                                            SPLIT_WS(B), S)                                     \
+    ((fast) ? ls_cuda_linear_fast_f32(x->cublas, in, (L)->in, B, (L)->in, (const float *)(L)->w, \
+                                      (const float *)(L)->b, (L)->out, out, (L)->out, x->tf32, S) \
             : ls_cuda_linear_f32(in, (L)->in, B, (L)->in, (const float *)(L)->w,               \
                                  (const float *)(L)->b, (L)->out, out, (L)->out,               \
                                  LS_CUDA_PATH_AUTO, S))
@@ -632,7 +618,6 @@ static void profile_step(const ls_backend *be, int fast, int64_t B, prof *p) {
 #undef MLP_FAST
     cudaFree(mw);
     cudaFree(gu), cudaFree(act), cudaFree(yd);
-    cudaFree(sws);
     prof warm = {0};
     profile_mixers(x, B, &warm);   /* a warm-up, then the measured pass */
     profile_mixers(x, B, p);
@@ -838,22 +823,17 @@ int main(int argc, char **argv) {
                "L2 look faster than in the step; the invariant kernels give the same bits either "
                "way; AUTO = what ls_cuda_linear runs: few rows up to %d rows, above that tiled "
                "once its grid has >= %d blocks; floor = the weights' fp32 bytes over the measured "
-               "bandwidth, TF32 %% = floor / TF32 time; split-K = TF32 over K slices where "
-               "ls_cuda_linear_split_k cuts it, the fast forward's path; - where it does not):\n\n"
+               "bandwidth, TF32 %% = floor / TF32 time):\n\n"
                "| batch | linear | in -> out | tiled (32 x 64 tiles) | few rows (8-row chunks) | "
-               "tiled / few rows | AUTO | cuBLAS fp32 | cuBLAS TF32 | TF32 split-K (slices) | "
-               "floor | TF32 %% of floor |\n"
-               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+               "tiled / few rows | AUTO | cuBLAS fp32 | cuBLAS TF32 | floor | TF32 %% of floor |\n"
+               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
                LS_CUDA_LINEAR_FEW_MAX_ROWS, LS_CUDA_LINEAR_TILED_MIN_BLOCKS);
         for (int i = 0; i < nb; i++)
             for (int j = 0; j < n; j++) {
                 const double *t = path_ms[i][j];
                 const double floor_ms =
                     4e3 * (double)(sh[j].L->in * sh[j].L->out) / bw;
-                const int64_t sk = ls_cuda_linear_split_k(batches[i], sh[j].L->in, sh[j].L->out);
-                char split[40] = "-";
-                if (sk > 1) snprintf(split, sizeof split, "%.4f (%lld)", t[COL_SPLIT_TF32], (long long)sk);
-                printf("| %lld | %s | %lld -> %lld | %.4f | %.4f | %.2f | %s | %.4f | %.4f | %s | "
+                printf("| %lld | %s | %lld -> %lld | %.4f | %.4f | %.2f | %s | %.4f | %.4f | "
                        "%.4f | %.0f |\n",
                        (long long)batches[i], sh[j].name, (long long)sh[j].L->in,
                        (long long)sh[j].L->out, t[COL_TILED], t[COL_FEW],
@@ -861,7 +841,7 @@ int main(int argc, char **argv) {
                        ls_cuda_linear_auto_path(batches[i], sh[j].L->out) == LS_CUDA_PATH_TILED
                            ? "tiled"
                            : "few rows",
-                       t[COL_CUBLAS_F32], t[COL_CUBLAS_TF32], split, floor_ms,
+                       t[COL_CUBLAS_F32], t[COL_CUBLAS_TF32], floor_ms,
                        100.0 * floor_ms / t[COL_CUBLAS_TF32]);
             }
     }

@@ -28,8 +28,6 @@ typedef struct ls_cuda_ctx {
     /* grown on demand, reused by every step */
     void *scratch;                /* device activations */
     int64_t scratch_bytes;
-    void *split_ws;               /* inside scratch, this step's: fast linears' split-K partials */
-    int64_t split_ws_bytes;
     void *pack_h, *pack_d;        /* one step's tokens, block tables, state pointers: pinned host,
                                    * uploaded in one copy to its device twin */
     int64_t pack_h_bytes, pack_d_bytes;

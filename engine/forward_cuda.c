@@ -49,24 +49,6 @@ static int cu_moe_dense(const ls_cuda_ctx *x, int fast, int64_t l, int64_t rows,
     return fast && x->mlp_gu[l] && ls_cuda_moe_dense_fast(rows, n_experts, k, x->tf32, esz == 8);
 }
 
-/* The largest split-K workspace (ls_cuda_linear_fast_split_ws) any of the model's dense
- * linears needs at `rows` rows (the lm_head at `lrows`). */
-static int64_t cu_split_ws(const ls_model *m, int64_t rows, int64_t lrows, int64_t esz) {
-    int64_t mx = ls_cuda_linear_fast_split_ws(lrows, m->lm_head.in, m->lm_head.out, esz);
-    for (int64_t l = 0; l < m->cfg.num_layers; l++) {
-        const ls_layer_w *L = &m->layers[l];
-        const ls_linear *lin[] = {&L->in_proj, &L->x_proj, &L->dt_proj, &L->out_proj, &L->q,
-                                  &L->k,       &L->v,      &L->o,       &L->router,
-                                  &L->experts[0].gate, &L->experts[0].up, &L->experts[0].down};
-        for (size_t i = 0; i < sizeof lin / sizeof lin[0]; i++) {
-            if (lin[i]->in <= 0 || lin[i]->out <= 0) continue;   /* not in this layer */
-            const int64_t b = ls_cuda_linear_fast_split_ws(rows, lin[i]->in, lin[i]->out, esz);
-            if (b > mx) mx = b;
-        }
-    }
-    return mx;
-}
-
 /* The fast MoE's tile (0: the invariant kernels): in fast mode, the cuBLAS batched GEMM over
  * grouped tiles where ls_cuda_moe_fast_tile measured it faster (enough pairs per expert);
  * the invariant kernels otherwise (few pairs: the weights are read at bandwidth either way). */
@@ -267,9 +249,8 @@ int ls_cuda_forward(ls_cuda_ctx *x, int fast, const ls_model *m, const ls_kv_cac
 static cudaError_t LS_S(cu_lin)(ls_cuda_ctx *x, int fast, const LS_T *in, int64_t ldx,
                                 int64_t rows, const ls_linear *L, LS_T *y, int64_t ldy) {
     if (fast)
-        return LS_K(linear_fast_split)(x->cublas, in, ldx, rows, L->in, (const LS_T *)L->w,
-                                       (const LS_T *)L->b, L->out, y, ldy, x->tf32, x->split_ws,
-                                       x->split_ws_bytes, x->stream);
+        return LS_K(linear_fast)(x->cublas, in, ldx, rows, L->in, (const LS_T *)L->w,
+                                 (const LS_T *)L->b, L->out, y, ldy, x->tf32, x->stream);
     return LS_K(linear)(in, ldx, rows, L->in, (const LS_T *)L->w, (const LS_T *)L->b, L->out, y,
                         ldy, LS_CUDA_PATH_AUTO, x->stream);
 }
@@ -344,9 +325,6 @@ static int LS_S(cu_forward)(ls_cuda_ctx *x, int fast, const ls_model *m, const l
     const int64_t ft_max = cu_moe_fast_tile(x, fast, rows * kx, E);
     const int64_t mws = ft_max ? ls_cuda_linear_moe_fast_ws(rows * kx, E, ft_max, H, I, esz) : 0;
     total += al256(mws);
-    const int64_t sws_off = total;                      /* fast linears' split-K partials */
-    const int64_t sws = fast ? cu_split_ws(dm, rows, nl, esz) : 0;
-    total += al256(sws);
     if (ls_cuda_grow(&x->scratch, &x->scratch_bytes, total, 0, err)) return -1;
     char *base = x->scratch;
     LS_T *w[NBUF];
@@ -354,8 +332,6 @@ static int LS_S(cu_forward)(ls_cuda_ctx *x, int fast, const ls_model *m, const l
     int64_t *idx = (int64_t *)(base + off[NBUF]);
     int32_t *grp = (int32_t *)(base + grp_off);
     void *mw = mws ? base + mws_off : NULL;
-    x->split_ws = sws ? base + sws_off : NULL;
-    x->split_ws_bytes = sws;
 
     if (cu_prepare(x, m, kv, seqs, n_seqs, (char *)w[SCONV], (char *)w[SSSM], &st, err)) return -1;
     const ls_cuda_batch *B = &st.b;

@@ -122,14 +122,6 @@ typedef struct ls_cuda_batch {
                                         int64_t rows, int64_t in, const T *w, const T *b,       \
                                         int64_t out, T *y, int64_t ldy, int allow_tf32,         \
                                         cudaStream_t stream);                                   \
-    /* The same product, split over K where ls_cuda_linear_split_k says so (> 1) and ws holds \
-     * ls_cuda_linear_fast_split_ws(rows, in, out, sizeof(T)) bytes: one strided batched GEMM  \
-     * into per-slice partials, then their sum in slice order (+ b); otherwise exactly        \
-     * ls_cuda_linear_fast. Deterministic, tolerance-compared. */                             \
-    cudaError_t ls_cuda_linear_fast_split_##S(cublasHandle_t handle, const T *x, int64_t ldx,  \
-                                              int64_t rows, int64_t in, const T *w, const T *b, \
-                                              int64_t out, T *y, int64_t ldy, int allow_tf32,   \
-                                              void *ws, int64_t ws_bytes, cudaStream_t stream); \
     /* Fast mode's MoE expert linear: ls_cuda_linear_moe's product (same arguments and        \
      * layout, NaN rows for invalid experts) through one cuBLAS batched GEMM over the tiles of \
      * `grp`, which ls_cuda_moe_group_tiles made with this `tile`; tolerance-compared, not     \
@@ -313,18 +305,6 @@ static inline int ls_cuda_moe_dense_fast(int64_t rows, int64_t n_experts, int64_
     const int64_t max = f64 ? 0 : tf32 ? LS_CUDA_MOE_DENSE_MAX_ROWS_TF32 : LS_CUDA_MOE_DENSE_MAX_ROWS;
     return n_experts >= 2 && k >= 1 && rows >= 1 && rows <= max;
 }
-
-/* Fast mode's split-K (ls_cuda_linear_fast_split_*): the number of K slices for a product of
- * rows x in -> out, 1 for none. From LS_CUDA_SPLIT_MIN_ROWS rows (below, cuBLAS runs a
- * matrix-vector kernel at its launch floor), at most LS_CUDA_SPLIT_MAX_OUT outputs (wider
- * products already fill the GPU), slices of >= LS_CUDA_SPLIT_MIN_K, up to LS_CUDA_SPLIT_MAX,
- * a power of two dividing in. Workspace: ls_cuda_linear_fast_split_ws bytes (0: no split). */
-#define LS_CUDA_SPLIT_MIN_ROWS 16
-#define LS_CUDA_SPLIT_MAX_OUT 256
-#define LS_CUDA_SPLIT_MIN_K 256
-#define LS_CUDA_SPLIT_MAX 16
-int64_t ls_cuda_linear_split_k(int64_t rows, int64_t in, int64_t out);
-int64_t ls_cuda_linear_fast_split_ws(int64_t rows, int64_t in, int64_t out, int64_t elem_size);
 
 /* The workspace bytes ls_cuda_linear_moe_fast_* needs. */
 int64_t ls_cuda_linear_moe_fast_ws(int64_t pairs, int64_t n_experts, int64_t tile, int64_t in,

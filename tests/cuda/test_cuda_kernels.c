@@ -713,45 +713,6 @@ static void LS_S(test_linear)(void) {
                   tf32 ? 5e-3 : (LS_IS64 ? 1e-13 : 1e-5));
         free(y), free(got);
     }
-    /* split over K (x_proj's shape class: few outputs, long K): 8 slices of 256, bias, strided
-     * rows; against the CPU twin, run twice for the same bits, and with too small a
-     * workspace exactly the unsplit product */
-    {
-        const int64_t K = 2048, O = 40, ldk = K + 3, ldo = O + 5;
-        CHECK(ls_cuda_linear_split_k(R, K, O) == 8 && ls_cuda_linear_split_k(1, K, O) == 1 &&
-              ls_cuda_linear_split_k(R, K, 4096) == 1);
-        LS_T *x3 = LS_S(hrand)(R * ldk, -1, 1), *w3 = LS_S(hrand)(O * K, -1, 1);
-        LS_T *b3 = LS_S(hrand)(O, -1, 1), *ref3 = hmalloc((size_t)(R * O) * sizeof(LS_T));
-        for (int64_t r = 0; r < R; r++) LS_S(ls_linear)(x3 + r * ldk, 1, K, w3, b3, O, ref3 + r * O);
-        LS_T *dx3 = LS_S(dputT)(x3, R * ldk), *dw3 = LS_S(dputT)(w3, O * K), *db3 = LS_S(dputT)(b3, O);
-        LS_T *dy3 = LS_S(dalloc)(R * ldo), *dy4 = LS_S(dalloc)(R * ldo);
-        dpoison(dy3, (size_t)(R * ldo) * sizeof(LS_T));
-        dpoison(dy4, (size_t)(R * ldo) * sizeof(LS_T));
-        const int64_t wsb = ls_cuda_linear_fast_split_ws(R, K, O, (int64_t)sizeof(LS_T));
-        CHECK(wsb == 8 * R * O * (int64_t)sizeof(LS_T));
-        void *ws = dmalloc((size_t)wsb);
-        for (int tf32 = 0; tf32 <= (LS_IS64 ? 0 : 1); tf32++) {
-            RUN(LS_S(ls_cuda_linear_fast_split)(hdl, dx3, ldk, R, K, dw3, db3, O, dy3, ldo, tf32, ws,
-                                                wsb, 0));
-            RUN(LS_S(ls_cuda_linear_fast_split)(hdl, dx3, ldk, R, K, dw3, db3, O, dy4, ldo, tf32, ws,
-                                                wsb, 0));
-            LS_T *y3 = LS_S(dgetT)(dy3, R * ldo), *g3 = LS_S(pack)(y3, R, O, ldo);
-            LS_T *y4 = LS_S(dgetT)(dy4, R * ldo), *g4 = LS_S(pack)(y4, R, O, ldo);
-            LS_S(cmp)(tf32 ? "linear_fast split-K tf32" : "linear_fast split-K", g3, ref3, R * O,
-                      0, tf32 ? 5e-3 : (LS_IS64 ? 1e-13 : 1e-5));
-            LS_S(same_bits)("linear_fast split-K run twice", g3, g4, R * O);
-            /* a workspace one element short: the unsplit product, bit for bit */
-            RUN(LS_S(ls_cuda_linear_fast_split)(hdl, dx3, ldk, R, K, dw3, db3, O, dy3, ldo, tf32, ws,
-                                                wsb - (int64_t)sizeof(LS_T), 0));
-            RUN(LS_S(ls_cuda_linear_fast)(hdl, dx3, ldk, R, K, dw3, db3, O, dy4, ldo, tf32, 0));
-            free(y3), free(g3), free(y4), free(g4);
-            y3 = LS_S(dgetT)(dy3, R * ldo), y4 = LS_S(dgetT)(dy4, R * ldo);
-            g3 = LS_S(pack)(y3, R, O, ldo), g4 = LS_S(pack)(y4, R, O, ldo);
-            LS_S(same_bits)("linear_fast split-K without workspace vs unsplit", g3, g4, R * O);
-            free(y3), free(y4), free(g3), free(g4);
-        }
-        free(x3), free(w3), free(b3), free(ref3);
-    }
     cublasDestroy(hdl);
 
     /* a rough timing of the invariant kernel vs cuBLAS (information only; LS_CUDA_BENCH=1) */
