@@ -137,5 +137,14 @@ template <typename T> static inline cublasComputeType_t ls_cublas_compute(int tf
            : tf32         ? CUBLAS_COMPUTE_32F_FAST_TF32
                           : CUBLAS_COMPUTE_32F_PEDANTIC;
 }
+/* alpha = 1 and beta = 0 in T (the scalar type of each compute type above), host memory */
+template <typename T> static inline const void *ls_cublas_one() {
+    static const T v = 1;
+    return &v;
+}
+template <typename T> static inline const void *ls_cublas_zero() {
+    static const T v = 0;
+    return &v;
+}
 
 #endif

@@ -63,17 +63,14 @@ ls_moe_fast_scatter(const T *__restrict__ yp, int64_t pairs, const int32_t *__re
 
 /* Column-major view as in linear_fast.cu: Y_t' (out x tile, ld out) = W'^T (W' is in x out,
  * ld in) X_t' (in x tile, ld in). */
+template <typename T>
 static cublasStatus_t ls_gemm_batched(cublasHandle_t h, int in, int out, int tile,
                                       const void *const *w, const void *const *x,
-                                      void *const *y, int count, cudaDataType_t type,
-                                      cublasComputeType_t compute) {
-    const float onef = 1.0f, zerof = 0.0f;
-    const double oned = 1.0, zerod = 0.0;
-    const int f64 = type == CUDA_R_64F;
-    return cublasGemmBatchedEx(h, CUBLAS_OP_T, CUBLAS_OP_N, out, tile, in,
-                               f64 ? (const void *)&oned : (const void *)&onef, w, type, in, x,
-                               type, in, f64 ? (const void *)&zerod : (const void *)&zerof, y,
-                               type, out, count, compute, CUBLAS_GEMM_DEFAULT);
+                                      void *const *y, int count, int tf32) {
+    return cublasGemmBatchedEx(h, CUBLAS_OP_T, CUBLAS_OP_N, out, tile, in, ls_cublas_one<T>(), w,
+                               ls_cublas_type<T>(), in, x, ls_cublas_type<T>(), in,
+                               ls_cublas_zero<T>(), y, ls_cublas_type<T>(), out, count,
+                               ls_cublas_compute<T>(tf32), CUBLAS_GEMM_DEFAULT);
 }
 
 static int64_t ls_mf_mats(int64_t nt, int64_t tile, int64_t in, int64_t out, int64_t esz) {
@@ -117,9 +114,8 @@ static cudaError_t ls_linear_moe_fast(cublasHandle_t h, const T *x, int64_t ldx,
     if (ce != cudaSuccess) return ce;
     cublasStatus_t st = cublasSetStream(h, stream);
     if (st == CUBLAS_STATUS_SUCCESS) {
-        st = ls_gemm_batched(h, (int)in, (int)out, (int)tile, ptr, ptr + nt,
-                             (void *const *)(ptr + 2 * nt), (int)nt, ls_cublas_type<T>(),
-                             ls_cublas_compute<T>(tf32));
+        st = ls_gemm_batched<T>(h, (int)in, (int)out, (int)tile, ptr, ptr + nt,
+                                (void *const *)(ptr + 2 * nt), (int)nt, tf32);
     }
     if (st != CUBLAS_STATUS_SUCCESS)
         return ls_cuda_fail(cudaErrorUnknown, "linear_moe_fast: cuBLAS failed: %s",

@@ -50,17 +50,13 @@ static cudaError_t ls_mlp_fast(cublasHandle_t h, const T *x, int64_t ldx, int64_
     if (ce != cudaSuccess) return ce;
     /* column-major, as linear_fast.cu: expert e's Y' (H x rows, ld E*H, at y + e*H) =
      * W'^T (W' = down_e as I x H, ld I) A' (I x rows, ld E*I, at act + e*I) */
-    const float onef = 1.0f, zerof = 0.0f;
-    const double oned = 1.0, zerod = 0.0;
-    const int f64 = sizeof(T) == 8;
     cublasStatus_t st = cublasSetStream(h, stream);
     if (st == CUBLAS_STATUS_SUCCESS)
         st = cublasGemmStridedBatchedEx(
-            h, CUBLAS_OP_T, CUBLAS_OP_N, (int)H, (int)rows, (int)I,
-            f64 ? (const void *)&oned : (const void *)&onef, w_down, ls_cublas_type<T>(), (int)I,
-            (long long)(H * I), act, ls_cublas_type<T>(), (int)EI, (long long)I,
-            f64 ? (const void *)&zerod : (const void *)&zerof, y, ls_cublas_type<T>(),
-            (int)(E * H), (long long)H, (int)E, ls_cublas_compute<T>(tf32), CUBLAS_GEMM_DEFAULT);
+            h, CUBLAS_OP_T, CUBLAS_OP_N, (int)H, (int)rows, (int)I, ls_cublas_one<T>(), w_down,
+            ls_cublas_type<T>(), (int)I, (long long)(H * I), act, ls_cublas_type<T>(), (int)EI,
+            (long long)I, ls_cublas_zero<T>(), y, ls_cublas_type<T>(), (int)(E * H),
+            (long long)H, (int)E, ls_cublas_compute<T>(tf32), CUBLAS_GEMM_DEFAULT);
     if (st != CUBLAS_STATUS_SUCCESS)
         return ls_cuda_fail(cudaErrorUnknown, "mlp_fast: cuBLAS failed: %s",
                             cublasGetStatusString(st));
