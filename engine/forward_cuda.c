@@ -355,12 +355,15 @@ static int LS_S(cu_forward)(ls_cuda_ctx *x, int fast, const ls_model *m, const l
             const ls_cuda_norm_segs dbc = {.n_seg = 3, .off = {0, R, R + ds}, .n = {R, ds, ds},
                                            .w = {L->dt_norm, L->b_norm, L->c_norm}};
             CK(LS_K(rmsnorm_segs)(w[SSMP], P, rows, &dbc, eps, S));
-            CK(LS_S(cu_lin)(x, fast, w[SSMP], P, rows, &L->dt_proj, w[DT], di));
-            CK(LS_K(softplus)(w[DT], rows * di, S));
+            /* dt_proj without its bias: the scan adds it and takes the softplus (the same
+             * bits as the linear's bias add and the softplus kernel, two launches fewer) */
+            ls_linear dtp = L->dt_proj;
+            dtp.b = NULL;
+            CK(LS_S(cu_lin)(x, fast, w[SSMP], P, rows, &dtp, w[DT], di));
             if (cu_probe_states(x, o, seqs, n_seqs, &st, l, mi, "ssm_state", ssm_sz, esz, err)) return -1;
-            CK(LS_K(scan)(B, sst, w[U], di, w[DT], di, (const LS_T *)L->A, w[SSMP] + R, P,
-                          w[SSMP] + R + ds, P, (const LS_T *)L->D, w[PROJ] + di, 2 * di, di, ds,
-                          w[Y], di, S));
+            CK(LS_K(scan)(B, sst, w[U], di, w[DT], di, (const LS_T *)L->dt_proj.b, 1,
+                          (const LS_T *)L->A, w[SSMP] + R, P, w[SSMP] + R + ds, P,
+                          (const LS_T *)L->D, w[PROJ] + di, 2 * di, di, ds, w[Y], di, S));
             CK(LS_S(cu_lin)(x, fast, w[Y], di, rows, &L->out_proj, w[MIX], H));
             mi++;
             if (cu_probe_rows(x, o, seqs, n_seqs, rows, l, "mamba", w[MIX], H, esz, err)) return -1;

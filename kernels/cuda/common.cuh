@@ -32,6 +32,14 @@ static inline unsigned ls_cuda_stride_blocks(int64_t n) {
     return (unsigned)(b > 65536 ? 65536 : b);
 }
 
+/* The grid of a rows x n double loop (rows over grid y, columns over grid x, each a
+ * grid-stride loop) with 256-thread blocks: no division per element. */
+static inline dim3 ls_rows_grid(int64_t rows, int64_t n) {
+    const int64_t bx = ls_cuda_cdiv(n, 256);
+    const int64_t by = rows < LS_CUDA_MAX_GRID_YZ ? rows : LS_CUDA_MAX_GRID_YZ;
+    return dim3((unsigned)(bx < 65536 ? bx : 65536), (unsigned)(by > 0 ? by : 1));
+}
+
 /* a * b + c rounded once: the invariant linear's one fused operation (kernels/matmul.c's
  * LS_FMA; -fmad=false leaves every other product and sum separate) */
 __device__ __forceinline__ float ls_fma(float a, float b, float c) { return __fmaf_rn(a, b, c); }
@@ -75,6 +83,22 @@ template <typename T> __device__ T ls_block_lanes_reduce(T v, T *buf) {
     const T sum = buf[0];
     __syncthreads();
     return sum;
+}
+
+/* The same fold inside one warp, for rows of few elements: lane t of the warp brings the
+ * partial sums of the block's lanes t + 32 m (m = 0..7) in s[m]; the tree's steps h = 128,
+ * 64, 32 become s[m] += s[m + h / 32] in registers, then the shuffles of warp 0 above. The
+ * same additions in the same order, so the same bits; no shared memory, no barrier. Every
+ * lane gets the sum. */
+template <typename T> __device__ T ls_warp_lanes_reduce(T (&s)[LS_SUM_LANES / 32]) {
+    static_assert(LS_SUM_LANES == 256, "the fold below is written for 256 lanes");
+#pragma unroll
+    for (int m = 0; m < 4; m++) s[m] += s[m + 4];
+#pragma unroll
+    for (int m = 0; m < 2; m++) s[m] += s[m + 2];
+    T x = s[0] + s[1];
+    for (int h = 16; h > 0; h /= 2) x += __shfl_down_sync(0xffffffffu, x, h);
+    return __shfl_sync(0xffffffffu, x, 0);
 }
 
 /* N consecutive elements (N a multiple of 4 for float, of 2 for double) between memory and

@@ -15,14 +15,34 @@ template <typename T>
 __global__ void ls_silu_mul_kernel(const T *g, const T *up, T *act, int64_t n) {
     LS_EW_LOOP(i, n) act[i] = ls_silu(g[i]) * up[i];
 }
+/* Rows over grid y, columns over grid x (each a grid-stride loop): no 64-bit division per
+ * element (i / n and i % n cost more than the element's own work). */
 template <typename T>
 __global__ void ls_silu_mul_rows_kernel(const T *g, int64_t ldg, const T *up, int64_t ldu,
                                         int64_t rows, int64_t n, T *act, int64_t lda) {
-    LS_EW_LOOP(i, rows * n) {
-        const int64_t r = i / n, c = i % n;
-        act[r * lda + c] = ls_silu(g[r * ldg + c]) * up[r * ldu + c];
-    }
+    for (int64_t r = blockIdx.y; r < rows; r += gridDim.y)
+        for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < n;
+             c += (int64_t)gridDim.x * blockDim.x)
+            act[r * lda + c] = ls_silu(g[r * ldg + c]) * up[r * ldu + c];
 }
+/* The same with 4 consecutive columns per thread in 16-byte moves (n and the strides
+ * multiples of 4, the arrays 16-byte aligned): a quarter of the threads and of the memory
+ * instructions for the same bytes; each element's operations unchanged. */
+template <typename T>
+__global__ void ls_silu_mul_rows4_kernel(const T *g, int64_t ldg, const T *up, int64_t ldu,
+                                         int64_t rows, int64_t n4, T *act, int64_t lda) {
+    for (int64_t r = blockIdx.y; r < rows; r += gridDim.y)
+        for (int64_t c = 4 * (blockIdx.x * (int64_t)blockDim.x + threadIdx.x); c < 4 * n4;
+             c += 4 * (int64_t)gridDim.x * blockDim.x) {
+            T gv[4], uv[4];
+            ls_ld16(g + r * ldg + c, gv);
+            ls_ld16(up + r * ldu + c, uv);
+#pragma unroll
+            for (int k = 0; k < 4; k++) gv[k] = ls_silu(gv[k]) * uv[k];
+            ls_st16(act + r * lda + c, gv);
+        }
+}
+static inline bool ls_aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 template <typename T> __global__ void ls_add_kernel(T *x, const T *y, int64_t n) {
     LS_EW_LOOP(i, n) x[i] = x[i] + y[i];
 }
@@ -51,8 +71,13 @@ template <typename T> __global__ void ls_fill_kernel(T *p, int64_t n, T v) {
                         "silu_mul_rows: bad sizes rows=%lld n=%lld", (long long)rows,         \
                         (long long)n);                                                        \
         if (rows == 0 || n == 0) return cudaSuccess;                                          \
-        ls_silu_mul_rows_kernel<T><<<LS_EW_BLOCKS(rows * n), 256, 0, stream>>>(               \
-            g, ldg, up, ldu, rows, n, act, lda);                                              \
+        if (n % 4 == 0 && ldg % 4 == 0 && ldu % 4 == 0 && lda % 4 == 0 && ls_aligned16(g) &&  \
+            ls_aligned16(up) && ls_aligned16(act))                                            \
+            ls_silu_mul_rows4_kernel<T><<<ls_rows_grid(rows, n / 4), 256, 0, stream>>>(       \
+                g, ldg, up, ldu, rows, n / 4, act, lda);                                      \
+        else                                                                                  \
+            ls_silu_mul_rows_kernel<T><<<ls_rows_grid(rows, n), 256, 0, stream>>>(           \
+                g, ldg, up, ldu, rows, n, act, lda);                                          \
         return ls_cuda_launched("silu_mul_rows");                                             \
     }                                                                                         \
     extern "C" cudaError_t ls_cuda_add_##S(T *x, const T *y, int64_t n, cudaStream_t stream) { \

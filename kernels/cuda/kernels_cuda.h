@@ -155,12 +155,15 @@ typedef struct ls_cuda_batch {
     /* Selective scan over the whole step, one thread per (sequence, channel), tokens in      \
      * order and n in order, as ls_scan_step. states[s] = sequence s's SSM state [channels][N]. \
      * Row r reads x + r*ldx, dt + r*lddt, B + r*ldB, C + r*ldC, z + r*ldz (channels wide, B    \
-     * and C N wide) and writes y + r*ldy; A [channels][N], D [channels]. */                   \
+     * and C N wide) and writes y + r*ldy; A [channels][N], D [channels]. dt as read is        \
+     * softplus(dt + dt_bias[c]) when dt_bias (may be NULL: no add) and dt_softplus (0: no     \
+     * softplus) say so: the same bits as ls_linear's bias then ls_cuda_softplus. */           \
     cudaError_t ls_cuda_scan_##S(const ls_cuda_batch *b, T *const *states, const T *x,         \
-                                 int64_t ldx, const T *dt, int64_t lddt, const T *A,            \
-                                 const T *B, int64_t ldB, const T *C, int64_t ldC, const T *D, \
-                                 const T *z, int64_t ldz, int64_t channels, int64_t N, T *y,   \
-                                 int64_t ldy, cudaStream_t stream);                             \
+                                 int64_t ldx, const T *dt, int64_t lddt, const T *dt_bias,      \
+                                 int dt_softplus, const T *A, const T *B, int64_t ldB,          \
+                                 const T *C, int64_t ldC, const T *D, const T *z, int64_t ldz,  \
+                                 int64_t channels, int64_t N, T *y, int64_t ldy,                \
+                                 cudaStream_t stream);                                          \
     /* KV write: row r of sequence s (position start_pos[s] + i) copies k[r], v[r] (kv_dim     \
      * wide, row stride ldk / ldv) to cache row block_table[pos / bs] * bs + pos % bs.         \
      * Padding sequences write nothing. */                                                     \

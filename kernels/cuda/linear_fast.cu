@@ -7,14 +7,13 @@
 
 #include "kernels/cuda/common.cuh"
 
+/* Rows over grid y, outputs over grid x: no 64-bit division per element. */
 template <typename T>
 __global__ void ls_bias_kernel(T *y, int64_t ldy, int64_t rows, int64_t out, const T *b) {
-    const int64_t total = rows * out;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        const int64_t m = i / out, o = i % out;
-        y[m * ldy + o] = y[m * ldy + o] + b[o];
-    }
+    for (int64_t m = blockIdx.y; m < rows; m += gridDim.y)
+        for (int64_t o = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; o < out;
+             o += (int64_t)gridDim.x * blockDim.x)
+            y[m * ldy + o] = y[m * ldy + o] + b[o];
 }
 
 static cublasStatus_t ls_gemm(cublasHandle_t h, int rows, int in, int out, const float *x,
@@ -54,9 +53,7 @@ static cudaError_t ls_linear_fast(cublasHandle_t h, const T *x, int64_t ldx, int
         return ls_cuda_fail(cudaErrorUnknown, "linear_fast: cuBLAS failed: %s",
                             cublasGetStatusString(st));
     if (b) {
-        const int64_t total = rows * out;
-        const unsigned blocks = ls_cuda_stride_blocks(total);
-        ls_bias_kernel<T><<<blocks, 256, 0, stream>>>(y, ldy, rows, out, b);
+        ls_bias_kernel<T><<<ls_rows_grid(rows, out), 256, 0, stream>>>(y, ldy, rows, out, b);
         return ls_cuda_launched("linear_fast bias");
     }
     return ls_cuda_launched("linear_fast");

@@ -8,12 +8,42 @@
 
 /* One row: yr = w * (xr * inv). ADD: xr += ar first (stored back), the sum of squares over
  * the new values: the forward's residual add and the next norm in one pass, the same bits
- * as the add kernel then the norm. Called by all LS_RMS_THREADS threads of the block. */
+ * as the add kernel then the norm. Called by all LS_RMS_THREADS threads of the block.
+ * Rows of up to LS_RMS_THREADS * LS_RMS_REG elements are read once into registers, every
+ * load issued before the first store (a store to xr between loads would keep the compiler
+ * from batching them: each load a full memory latency, 8.4 us a row block at 2048); the
+ * values, their order and the sums are the loop's below. */
+#define LS_RMS_REG 16
 template <typename T, bool ADD>
 __device__ __forceinline__ void ls_rmsnorm_row(T *xr, const T *ar, int64_t n,
                                                const T *__restrict__ w, T eps, T *yr, T *buf) {
     const int tid = threadIdx.x;
     T lane = 0;
+    if (n <= (int64_t)LS_RMS_THREADS * LS_RMS_REG) {
+        T v[LS_RMS_REG];
+#pragma unroll
+        for (int k = 0; k < LS_RMS_REG; k++) {
+            const int64_t i = tid + (int64_t)k * LS_RMS_THREADS;
+            v[k] = i < n ? xr[i] : (T)0;
+            if (ADD && i < n) v[k] = v[k] + ar[i];
+        }
+#pragma unroll
+        for (int k = 0; k < LS_RMS_REG; k++) {
+            const int64_t i = tid + (int64_t)k * LS_RMS_THREADS;
+            if (i < n) {
+                if (ADD) xr[i] = v[k];
+                lane += v[k] * v[k];
+            }
+        }
+        const T ss = ls_block_lanes_reduce(lane, buf);
+        const T inv = (T)1 / ls_sqrt(ss / (T)n + eps);
+#pragma unroll
+        for (int k = 0; k < LS_RMS_REG; k++) {
+            const int64_t i = tid + (int64_t)k * LS_RMS_THREADS;
+            if (i < n) yr[i] = w[i] * (v[k] * inv);
+        }
+        return;
+    }
     for (int64_t i = tid; i < n; i += LS_RMS_THREADS) {
         T v = xr[i];
         if (ADD) {
@@ -36,15 +66,25 @@ ls_rmsnorm_kernel(T *x, int64_t ldx, const T *a, int64_t lda, int64_t n, const T
     ls_rmsnorm_row<T, ADD>(x + r * ldx, ADD ? a + r * lda : a, n, w, eps, y + r * ldy, buf);
 }
 
-/* Segments of each row normed in place, each with its own weights: block (row, segment). */
+/* Segments of each row normed in place, each with its own weights: a warp per segment, a
+ * block per row (Mamba's dt, B and C norms: 128, 16 and 16 elements, where a block of 256
+ * threads per segment mostly idled through four barriers). Lane t of the warp keeps the
+ * block's lanes t + 32 m (ls_warp_lanes_reduce): the same sums, the same bits. */
 template <typename T>
-__global__ void __launch_bounds__(LS_RMS_THREADS)
-ls_rmsnorm_segs_kernel(T *x, int64_t ldx, ls_cuda_norm_segs sg, T eps) {
-    __shared__ T buf[LS_RMS_THREADS];
-    const int64_t r = blockIdx.x;
-    const int q = blockIdx.y;
-    T *xr = x + r * ldx + sg.off[q];
-    ls_rmsnorm_row<T, false>(xr, (const T *)NULL, sg.n[q], (const T *)sg.w[q], eps, xr, buf);
+__global__ void ls_rmsnorm_segs_kernel(T *x, int64_t ldx, ls_cuda_norm_segs sg, T eps) {
+    const int q = threadIdx.x / 32, t = threadIdx.x % 32;
+    const int64_t n = sg.n[q];
+    T *xr = x + blockIdx.x * ldx + sg.off[q];
+    const T *w = (const T *)sg.w[q];
+    T s[LS_SUM_LANES / 32];
+#pragma unroll
+    for (int m = 0; m < LS_SUM_LANES / 32; m++) {
+        s[m] = 0;
+        for (int64_t i = t + 32 * m; i < n; i += LS_SUM_LANES) s[m] += xr[i] * xr[i];
+    }
+    const T ss = ls_warp_lanes_reduce(s);
+    const T inv = (T)1 / ls_sqrt(ss / (T)n + eps);
+    for (int64_t i = t; i < n; i += 32) xr[i] = w[i] * (xr[i] * inv);
 }
 
 template <typename T>
@@ -76,8 +116,7 @@ static cudaError_t ls_rmsnorm_segs(T *x, int64_t ldx, int64_t rows, const ls_cud
                         "rmsnorm_segs: segment %d (offset %lld, %lld wide) outside the row of %lld",
                         q, (long long)sg->off[q], (long long)sg->n[q], (long long)ldx);
     if (rows == 0) return cudaSuccess;
-    ls_rmsnorm_segs_kernel<T><<<dim3((unsigned)rows, (unsigned)sg->n_seg), LS_RMS_THREADS, 0,
-                                stream>>>(x, ldx, *sg, (T)eps);
+    ls_rmsnorm_segs_kernel<T><<<(unsigned)rows, 32 * sg->n_seg, 0, stream>>>(x, ldx, *sg, (T)eps);
     return ls_cuda_launched("rmsnorm_segs");
 }
 

@@ -1005,31 +1005,52 @@ static void LS_S(test_conv1d)(int64_t K) {
     dfree_all();
 }
 
-/* shift: the states start `shift` elements past an aligned address (the kernel's 16-byte
- * state loads at N = 16 need alignment; shift 1 takes its element-by-element fallback) */
-static void LS_S(test_scan)(int64_t N, int64_t shift) {
-    const int64_t S = 8, C = 70, Rk = 5, P = Rk + 2 * N, SW = C * N;
+/* One scan over the batch from a fresh copy of the states st0 (device, shifted by `shift`
+ * elements); dt read as given (dt_bias NULL, no softplus) or raw with its bias and softplus.
+ * Returns the outputs and leaves the final states in *gst (host). */
+static LS_T *LS_S(scan_once)(const ls_cuda_batch *b, const LS_T *st0, int64_t S, int64_t SW,
+                             int64_t shift, const LS_T *dx, const LS_T *ddt, const LS_T *dbias,
+                             const LS_T *dA, const LS_T *dssmp, int64_t Rk, int64_t P,
+                             const LS_T *dD, const LS_T *dproj, int64_t C, int64_t N, int64_t R,
+                             LS_T **gst) {
+    LS_T *dst = LS_S(dalloc)(S * SW + shift) + shift, *dy = LS_S(dalloc)(R * C);
+    CU(cudaMemcpy(dst, st0, (size_t)(S * SW) * sizeof(LS_T), cudaMemcpyHostToDevice));
+    LS_T *ptr[8];
+    for (int64_t s = 0; s < S; s++) ptr[s] = dst + s * SW;
+    LS_T **dptr = dput(ptr, sizeof ptr);
+    RUN(LS_S(ls_cuda_scan)(b, (LS_T *const *)dptr, dx, C, ddt, C, dbias, dbias != NULL, dA,
+                           dssmp + Rk, P, dssmp + Rk + N, P, dD, dproj + C, 2 * C, C, N, dy, C,
+                           0));
+    *gst = LS_S(dgetT)(dst, S * SW);
+    return LS_S(dgetT)(dy, R * C);
+}
+
+/* shift: the states start `shift` elements past an aligned address (the kernels' 16-byte
+ * state moves at N = 16 need alignment; shift 1 takes the element-by-element fallback).
+ * C: channels; a multiple of 128 at N = 16 takes the block kernel (a block's 128 channels in
+ * one sequence, B and C through shared memory), 70 the one-thread kernel. */
+static void LS_S(test_scan)(int64_t N, int64_t shift, int64_t C) {
+    const int64_t S = 8, Rk = 5, P = Rk + 2 * N, SW = C * N;
     const int64_t *n = LS_S(rg_n);
     int64_t R = 0, row0[8];
     for (int64_t s = 0; s < S; s++) row0[s] = R, R += n[s];
-    LS_T *x = LS_S(hrand)(R * C, -2, 2), *dtv = LS_S(hrand)(R * C, -3, 1);
-    for (int64_t i = 0; i < R * C; i++) dtv[i] = LS_S(ls_softplus)(dtv[i]);
+    /* dt = softplus(raw + bias), formed on the host for the CPU twin and the plain scan */
+    LS_T *x = LS_S(hrand)(R * C, -2, 2), *raw = LS_S(hrand)(R * C, -3, 1);
+    LS_T *bias = LS_S(hrand)(C, -1, 1), *dtv = hmalloc((size_t)(R * C) * sizeof(LS_T));
+    for (int64_t i = 0; i < R * C; i++) dtv[i] = raw[i] + bias[i % C];
     LS_T *A = LS_S(hrand)(C * N, -1, 1.5);
     for (int64_t i = 0; i < C * N; i++) A[i] = -(LS_T)exp((double)A[i]);
     LS_T *ssmp = LS_S(hrand)(R * P, -1.5, 1.5), *proj = LS_S(hrand)(R * 2 * C, -2, 2);
     LS_T *D = LS_S(hrand)(C, -1, 1), *st0 = LS_S(hrand)(S * SW, -1, 1);
     ls_cuda_batch b = make_batch(S, n, NULL, LS_S(rg_init), NULL, 0, NULL);
-    LS_T *dx = LS_S(dputT)(x, R * C), *ddt = LS_S(dputT)(dtv, R * C), *dA = LS_S(dputT)(A, C * N);
+    LS_T *dx = LS_S(dputT)(x, R * C), *draw = LS_S(dputT)(raw, R * C), *dA = LS_S(dputT)(A, C * N);
+    LS_T *dbias = LS_S(dputT)(bias, C), *ddt = LS_S(dputT)(dtv, R * C);
+    RUN(LS_S(ls_cuda_softplus)(ddt, R * C, 0));   /* the device's softplus of raw + bias */
     LS_T *dssmp = LS_S(dputT)(ssmp, R * P), *dproj = LS_S(dputT)(proj, R * 2 * C);
-    LS_T *dD = LS_S(dputT)(D, C), *dy = LS_S(dalloc)(R * C);
-    LS_T *dst = LS_S(dalloc)(S * SW + shift) + shift;
-    CU(cudaMemcpy(dst, st0, (size_t)(S * SW) * sizeof(LS_T), cudaMemcpyHostToDevice));
-    LS_T *ptr[8];
-    for (int64_t s = 0; s < S; s++) ptr[s] = dst + s * SW;
-    LS_T **dptr = dput(ptr, sizeof ptr);
-    RUN(LS_S(ls_cuda_scan)(&b, (LS_T *const *)dptr, dx, C, ddt, C, dA, dssmp + Rk, P,
-                           dssmp + Rk + N, P, dD, dproj + C, 2 * C, C, N, dy, C, 0));
-    LS_T *got = LS_S(dgetT)(dy, R * C), *gst = LS_S(dgetT)(dst, S * SW);
+    LS_T *dD = LS_S(dputT)(D, C);
+    LS_T *gst, *got = LS_S(scan_once)(&b, st0, S, SW, shift, dx, ddt, NULL, dA, dssmp, Rk, P, dD,
+                                      dproj, C, N, R, &gst);
+    for (int64_t i = 0; i < R * C; i++) dtv[i] = LS_S(ls_softplus)(dtv[i]);
     LS_T *ref = hmalloc((size_t)(R * C) * sizeof(LS_T)), *rst = hmalloc((size_t)(S * SW) * sizeof(LS_T));
     memcpy(rst, st0, (size_t)(S * SW) * sizeof(LS_T));
     for (int64_t s = 0; s < S; s++) {
@@ -1040,12 +1061,20 @@ static void LS_S(test_scan)(int64_t N, int64_t shift) {
                                ssmp + r * P + Rk + N, D, proj + r * 2 * C + C, C, N, ref + r * C);
         }
     }
-    char name[40];
-    snprintf(name, sizeof name, "scan out (N=%lld%s%s)", (long long)N, N <= 16 ? ", regs" : "",
-             shift ? ", unaligned" : "");
+    char name[64];
+    snprintf(name, sizeof name, "scan out (N=%lld C=%lld%s%s)", (long long)N, (long long)C,
+             N <= 16 ? ", regs" : "", shift ? ", unaligned" : "");
     LS_S(cmp)(name, got, ref, R * C, 0, LS_TOL);
-    snprintf(name, sizeof name, "scan state (N=%lld%s)", (long long)N, shift ? ", unaligned" : "");
+    snprintf(name, sizeof name, "scan state (N=%lld C=%lld%s)", (long long)N, (long long)C,
+             shift ? ", unaligned" : "");
     LS_S(cmp)(name, gst, rst, S * SW, 0, LS_TOL);
+
+    /* the raw dt with its bias and softplus inside the scan: the same bits */
+    LS_T *fst, *fused = LS_S(scan_once)(&b, st0, S, SW, shift, dx, draw, dbias, dA, dssmp, Rk, P,
+                                        dD, dproj, C, N, R, &fst);
+    LS_S(same_bits)("scan with dt's bias + softplus inside vs before", fused, got, R * C);
+    LS_S(same_bits)("scan state, dt's bias + softplus inside vs before", fst, gst, S * SW);
+    free(fused), free(fst);
 
     const int64_t s5 = 5, n5 = n[s5];
     for (int mode = 0; mode < 2; mode++) {
@@ -1060,9 +1089,9 @@ static void LS_S(test_scan)(int64_t N, int64_t shift) {
             const int32_t i1[] = {1};
             ls_cuda_batch b1 = make_batch(1, nn, NULL, i1, NULL, 0, NULL);
             RUN(LS_S(ls_cuda_scan)(&b1, (LS_T *const *)dp1, dx + (r5 + a) * C, C,
-                                   ddt + (r5 + a) * C, C, dA, dssmp + (r5 + a) * P + Rk, P,
-                                   dssmp + (r5 + a) * P + Rk + N, P, dD, dproj + (r5 + a) * 2 * C + C,
-                                   2 * C, C, N, dy1 + a * C, C, 0));
+                                   ddt + (r5 + a) * C, C, NULL, 0, dA, dssmp + (r5 + a) * P + Rk,
+                                   P, dssmp + (r5 + a) * P + Rk + N, P, dD,
+                                   dproj + (r5 + a) * 2 * C + C, 2 * C, C, N, dy1 + a * C, C, 0));
         }
         LS_T *g1 = LS_S(dgetT)(dy1, n5 * C), *gs1 = LS_S(dgetT)(dst1, SW);
         LS_S(same_bits)(mode == 0 ? "scan sequence alone vs batch" : "scan chunked 4+9 vs batch", g1,
@@ -1070,8 +1099,8 @@ static void LS_S(test_scan)(int64_t N, int64_t shift) {
         LS_S(same_bits)("scan final state", gs1, gst + s5 * SW, SW);
         free(g1), free(gs1);
     }
-    free(x), free(dtv), free(A), free(ssmp), free(proj), free(D), free(st0), free(got), free(gst);
-    free(ref), free(rst);
+    free(x), free(raw), free(bias), free(dtv), free(A), free(ssmp), free(proj), free(D), free(st0);
+    free(got), free(gst), free(ref), free(rst);
     dfree_all();
 }
 
@@ -1292,9 +1321,11 @@ static void LS_S(test_elementwise)(void) {
     got = LS_S(dgetT)(dact, n);
     for (int64_t i = 0; i < n; i++) ref[i] = LS_S(ls_silu)(g[i]) * up[i];
     LS_S(cmp)("silu_mul", got, ref, n, 0, LS_TOL);
-    /* over rows with strides: the same bits as the flat kernel on the same elements */
-    {
-        const int64_t rows = 3, w = (n - 20) / 3, ldg = w + 5, ldu = w + 11, lda = w + 2;
+    /* over rows with strides: the same bits as the flat kernel on the same elements; the
+     * second shape's widths and strides are multiples of 4 (the 16-byte kernel) */
+    for (int v4 = 0; v4 < 2; v4++) {
+        const int64_t rows = 3, w = v4 ? 1360 : (n - 20) / 3;
+        const int64_t ldg = w + (v4 ? 4 : 5), ldu = w + (v4 ? 8 : 11), lda = w + (v4 ? 4 : 2);
         LS_T *da2 = LS_S(dalloc)(rows * lda);
         dpoison(da2, (size_t)(rows * lda) * sizeof(LS_T));
         RUN(LS_S(ls_cuda_silu_mul_rows)(dg, ldg, du, ldu, rows, w, da2, lda, 0));
@@ -1303,9 +1334,14 @@ static void LS_S(test_elementwise)(void) {
         for (int64_t r = 0; r < rows; r++)
             for (int64_t c = 0; c < w; c++)
                 flat[r * w + c] = LS_S(ls_silu)(g[r * ldg + c]) * up[r * ldu + c];
-        LS_S(cmp)("silu_mul_rows", a2, flat, rows * w, 0, LS_TOL);
+        LS_S(cmp)(v4 ? "silu_mul_rows (16-byte)" : "silu_mul_rows", a2, flat, rows * w, 0, LS_TOL);
         /* row 0 reads the flat kernel's first w elements: its bits */
         LS_S(same_bits)("silu_mul_rows row 0 vs silu_mul", a2, got, w);
+        /* the stride gap between rows is left as it was */
+        for (int64_t r = 0; r + 1 < rows; r++) {
+            const unsigned char *gap = (const unsigned char *)(rows_got + r * lda + w);
+            for (size_t b = 0; b < (size_t)(lda - w) * sizeof(LS_T); b++) CHECK(gap[b] == 0xFF);
+        }
         CHECK(LS_S(ls_cuda_silu_mul_rows)(dg, w - 1, du, ldu, rows, w, da2, lda, 0) ==
               cudaErrorInvalidValue);
         free(rows_got), free(a2), free(flat);
@@ -1384,10 +1420,12 @@ static void LS_S(run_all)(void) {
     LS_S(test_mlp_fast)();
     LS_S(test_conv1d)(4);
     LS_S(test_conv1d)(6);
-    LS_S(test_scan)(16, 0);   /* registers, 16-byte state loads */
-    LS_S(test_scan)(16, 1);   /* registers, element by element */
-    LS_S(test_scan)(8, 0);    /* registers, N < 16 */
-    LS_S(test_scan)(20, 0);   /* the state in the slot */
+    LS_S(test_scan)(16, 0, 70);    /* registers, 16-byte state loads */
+    LS_S(test_scan)(16, 1, 70);    /* registers, element by element */
+    LS_S(test_scan)(16, 0, 256);   /* block kernel: B and C through shared memory */
+    LS_S(test_scan)(16, 1, 256);   /* block kernel, unaligned states: element by element */
+    LS_S(test_scan)(8, 0, 128);    /* registers, N < 16 */
+    LS_S(test_scan)(20, 0, 70);    /* the state in the slot */
     LS_S(test_attention)(40, 0);    /* key rows in 16-byte moves */
     LS_S(test_attention)(42, 1);    /* f32: rows of 168 bytes, element by element */
     LS_S(test_attention)(136, 1);

@@ -14,7 +14,9 @@
 # kernel summary of one run at the largest batch in mode NSYS_MODE (default fast) when nsys is
 # installed (nsys.log, nsys_cuda_gpu_kern_sum.csv), NCU=REGEX an Nsight Compute report
 # (speed of light, occupancy, warp stalls) of the first decode-step launch at the largest
-# batch of the kernels whose names match REGEX, in mode NSYS_MODE (ncu.txt).
+# batch of the kernels whose names match REGEX, in mode NSYS_MODE (ncu.txt), STEP=1 every
+# kernel's GPU time over one decode step at the largest batch in mode NSYS_MODE, grouped by
+# kernel (tools/gpu/ncu_step.py -> ncu_step.md).
 # Logs under $OUT: make_model.log hf.log hf.txt bench.md bench.err.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -60,6 +62,18 @@ elif [ "${NSYS:-0}" = 1 ]; then
   echo "nsys: not installed on this machine"
 fi
 NCU_BIN=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+if [ "${STEP:-0}" = 1 ] && [ -n "$NCU_BIN" ]; then
+  # every kernel's GPU time over a few decode steps (one metric: no replay; clocks and caches
+  # left as they run), then one whole step grouped by kernel (tools/gpu/ncu_step.py)
+  say "ncu step profile: ${NSYS_MODE:-fast} mode, batch ${BATCHES##*,}"
+  timeout 300 "$NCU_BIN" --metrics gpu__time_duration.sum --clock-control none \
+    --cache-control none --csv --print-units base -s "${STEP_SKIP:-3500}" -c 800 \
+    "$B/bench/bench_gpu" "$model" --batches "${BATCHES##*,}" --modes "${NSYS_MODE:-fast}" \
+    --no-profile --new 8 > "$OUT/ncu_step.csv" 2>&1 || rc=1
+  python3 tools/gpu/ncu_step.py "$OUT/ncu_step.csv" > "$OUT/ncu_step.md" &&
+    rm -f "$OUT/ncu_step.csv"   # kept when it could not be read
+  cat "$OUT/ncu_step.md"
+fi
 if [ -n "${NCU:-}" ] && [ -n "$NCU_BIN" ]; then
   # skip the warm-up run's launches (prefill + 2 decode steps + the first WARM steps): one
   # launch per matching kernel from a decode step of the measured runs
