@@ -20,9 +20,11 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
+#include "bench/gpu_timing.h"
+
 #define CALLS 24
 #define MAX_ALGOS 24
-#define CU(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); exit(2); } } while (0)
+#define CU(x) BENCH_CU(x)
 #define CB(x) do { cublasStatus_t s_ = (x); if (s_ != CUBLAS_STATUS_SUCCESS) { fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cublasGetStatusString(s_)); exit(2); } } while (0)
 
 typedef struct { int64_t in, out; const char *name; } shape;
@@ -34,34 +36,6 @@ static shape g_shapes[32] = {
     {2048, 16384, "moe gate+up (8 experts)"}, {2048, 8, "router"}, {2048, 32000, "lm_head"},
 };
 static int g_nshapes = 9;
-
-typedef void (*call_fn)(void *ctx, int i, cudaStream_t S);
-
-/* Best of 5 launches of a graph of CALLS calls, us per call. */
-static double time_graph(call_fn f, void *ctx, cudaStream_t S) {
-    cudaGraph_t g;
-    cudaGraphExec_t ge;
-    CU(cudaStreamBeginCapture(S, cudaStreamCaptureModeThreadLocal));
-    for (int i = 0; i < CALLS; i++) f(ctx, i, S);
-    CU(cudaStreamEndCapture(S, &g));
-    CU(cudaGraphInstantiate(&ge, g, 0));
-    cudaEvent_t e0, e1;
-    CU(cudaEventCreate(&e0));
-    CU(cudaEventCreate(&e1));
-    double best = 1e30;
-    for (int rep = 0; rep < 6; rep++) {
-        CU(cudaEventRecord(e0, S));
-        CU(cudaGraphLaunch(ge, S));
-        CU(cudaEventRecord(e1, S));
-        CU(cudaEventSynchronize(e1));
-        float ms;
-        CU(cudaEventElapsedTime(&ms, e0, e1));
-        if (rep > 0 && (double)ms < best) best = (double)ms;
-    }
-    cudaEventDestroy(e0), cudaEventDestroy(e1);
-    cudaGraphExecDestroy(ge), cudaGraphDestroy(g);
-    return best * 1e3 / CALLS;
-}
 
 typedef struct {
     cublasHandle_t blas;
@@ -92,29 +66,6 @@ static void call_lt(void *p, int i, cudaStream_t S) {
     const float one = 1, zero = 0;
     CB(cublasLtMatmul(c->lt, c->op, &one, c->w[i % c->ncopy], c->ad, c->x, c->bd, &zero, c->y,
                       c->cd, c->y, c->cd, c->algo, c->ws, c->ws_bytes, S));
-}
-
-static double measure_bw(void) {
-    const size_t n = (size_t)1 << 30;
-    void *a, *b;
-    CU(cudaMalloc(&a, n));
-    CU(cudaMalloc(&b, n));
-    CU(cudaMemset(a, 1, n));
-    cudaEvent_t e0, e1;
-    CU(cudaEventCreate(&e0));
-    CU(cudaEventCreate(&e1));
-    double best = 1e30;
-    for (int i = 0; i < 6; i++) {
-        CU(cudaEventRecord(e0, 0));
-        CU(cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice, 0));
-        CU(cudaEventRecord(e1, 0));
-        CU(cudaEventSynchronize(e1));
-        float ms;
-        CU(cudaEventElapsedTime(&ms, e0, e1));
-        if (i > 0 && (double)ms < best) best = (double)ms;
-    }
-    cudaFree(a), cudaFree(b);
-    return 2.0 * (double)n / (best * 1e-3);
 }
 
 static int parse_list(const char *s, int64_t *v, int max) {
@@ -152,7 +103,7 @@ int main(int argc, char **argv) {
     }
     struct cudaDeviceProp prop;
     CU(cudaGetDeviceProperties(&prop, 0));
-    const double bw = measure_bw();
+    const double bw = bench_copy_bandwidth();
     printf("device: %s, %d SMs, L2 %d MB; copy bandwidth %.0f GB/s; %s; us per call, GPU time "
            "(graphs of %d calls over W copies exceeding L2)\n\n",
            prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, bw / 1e9,
@@ -185,7 +136,7 @@ int main(int argc, char **argv) {
         for (int ri = 0; ri < n_rows; ri++) {
             c.rows = (int)rows_list[ri], c.in = (int)sh->in, c.out = (int)sh->out;
             if (c.rows < 1 || c.rows > maxr) continue;
-            const double t_ex = time_graph(call_gemmex, &c, S);
+            const double t_ex = bench_graph_us(call_gemmex, &c, CALLS, S);
             CB(cublasLtMatmulDescCreate(&c.op, tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
                                                     : CUBLAS_COMPUTE_32F_PEDANTIC,
                                         CUDA_R_32F));
@@ -208,7 +159,7 @@ int main(int argc, char **argv) {
             for (int a = 0; a < n; a++) {
                 if (res[a].state != CUBLAS_STATUS_SUCCESS) continue;
                 c.algo = &res[a].algo;
-                const double t = time_graph(call_lt, &c, S);
+                const double t = bench_graph_us(call_lt, &c, CALLS, S);
                 if (a == 0) t0 = t;
                 if (t < tb_best) tb_best = t, best = a;
             }
