@@ -633,6 +633,36 @@ static void LS_S(test_rmsnorm)(void) {
         bad.n_seg = 0;
         CHECK(LS_S(ls_cuda_rmsnorm_segs)(dx3, ldx, R, &bad, eps, 0) == cudaErrorInvalidValue);
         free(w2), free(w3), free(xr), free(x3);
+        /* one segment wider than the 256 lanes (each warp lane folds lanes t + 32 m, the
+         * lanes folding elements l and l + 256) */
+        LS_T *dx4 = LS_S(dputT)(x, R * ldx), *x4r = hmalloc((size_t)(R * ldx) * sizeof(LS_T));
+        const ls_cuda_norm_segs wide = {.n_seg = 1, .off = {0}, .n = {n}, .w = {dw}};
+        RUN(LS_S(ls_cuda_rmsnorm_segs)(dx4, ldx, R, &wide, eps, 0));
+        memcpy(x4r, x, (size_t)(R * ldx) * sizeof(LS_T));
+        for (int64_t r = 0; r < R; r++) LS_S(ls_rmsnorm)(x + r * ldx, 1, n, w, eps, x4r + r * ldx);
+        LS_T *x4 = LS_S(dgetT)(dx4, R * ldx);
+        LS_S(cmp)("rmsnorm_segs, one segment of 300", x4, x4r, R * ldx, 1, 0);
+        free(x4r), free(x4);
+    }
+    /* rows wider than the kernel's registers (LS_RMS_REG x 256 = 4,096): the loop path, the
+     * same bits; with the residual add too */
+    {
+        const int64_t RW = 3, nw = 5000;
+        LS_T *xw = LS_S(hrand)(RW * nw, -2, 2), *ww = LS_S(hrand)(nw, -1.5, 1.5);
+        LS_T *aw = LS_S(hrand)(RW * nw, -2, 2), *refw = hmalloc((size_t)(RW * nw) * sizeof(LS_T));
+        LS_T *dxw = LS_S(dputT)(xw, RW * nw), *dww = LS_S(dputT)(ww, nw), *dyw = LS_S(dalloc)(RW * nw);
+        LS_T *daw = LS_S(dputT)(aw, RW * nw);
+        RUN(LS_S(ls_cuda_rmsnorm)(dxw, nw, RW, nw, dww, eps, dyw, nw, 0));
+        for (int64_t r = 0; r < RW; r++) LS_S(ls_rmsnorm)(xw + r * nw, 1, nw, ww, eps, refw + r * nw);
+        LS_T *gw = LS_S(dgetT)(dyw, RW * nw);
+        LS_S(cmp)("rmsnorm, rows of 5000", gw, refw, RW * nw, 1, 0);
+        RUN(LS_S(ls_cuda_add_rmsnorm)(dxw, nw, daw, nw, RW, nw, dww, eps, dyw, nw, 0));
+        for (int64_t i = 0; i < RW * nw; i++) xw[i] = xw[i] + aw[i];
+        for (int64_t r = 0; r < RW; r++) LS_S(ls_rmsnorm)(xw + r * nw, 1, nw, ww, eps, refw + r * nw);
+        LS_T *gxw = LS_S(dgetT)(dxw, RW * nw), *gyw = LS_S(dgetT)(dyw, RW * nw);
+        LS_S(cmp)("add_rmsnorm sum, rows of 5000", gxw, xw, RW * nw, 1, 0);
+        LS_S(cmp)("add_rmsnorm norm, rows of 5000", gyw, refw, RW * nw, 1, 0);
+        free(xw), free(ww), free(aw), free(refw), free(gw), free(gxw), free(gyw);
     }
     free(x), free(w), free(y), free(got), free(ref), free(y1), free(xi), free(gi);
     dfree_all();
