@@ -2,7 +2,7 @@
  * "Benchmark"). Run on the GPU machine through tools/gpu/bench.sh.
  *
  *   bench_gpu MODEL_DIR [--batches 1,16,64,256] [--modes invariant,fast,tf32] [--prompt 16]
- *             [--new 64] [--warm 8] [--hf FILE] [--no-profile]
+ *             [--new 64] [--warm 8] [--hf FILE] [--no-profile] [--graphs 1|0]
  *
  * The model is loaded in fp32 (the engine converts the BF16 checkpoint at load: every weight,
  * state, KV row and activation it touches is 4 bytes). For each mode (invariant: our
@@ -650,12 +650,12 @@ static int parse_list(const char *s, int64_t *v, int max) {
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: bench_gpu MODEL_DIR [--batches 1,16,64,256] [--modes invariant,fast,tf32]"
-                        " [--prompt 16] [--new 64] [--warm 8] [--hf FILE] [--no-profile]\n");
+                        " [--prompt 16] [--new 64] [--warm 8] [--hf FILE] [--no-profile] [--graphs 1|0]\n");
         return 2;
     }
     const char *dir = argv[1], *hf = NULL, *modes = "invariant,fast,tf32";
     int64_t batches[16] = {1, 16, 64, 256};
-    int nb = 4, profile = 1;
+    int nb = 4, profile = 1, graphs = 1;
     int64_t plen = 16, nnew = 64, warm = 8;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--batches") && i + 1 < argc) nb = parse_list(argv[++i], batches, 16);
@@ -665,6 +665,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--warm") && i + 1 < argc) warm = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--hf") && i + 1 < argc) hf = argv[++i];
         else if (!strcmp(argv[i], "--no-profile")) profile = 0;
+        else if (!strcmp(argv[i], "--graphs") && i + 1 < argc) graphs = atoi(argv[++i]) != 0;
         else { fprintf(stderr, "bench_gpu: unknown argument %s\n", argv[i]); return 2; }
     }
     if (!ls_backend_cuda_available()) { fprintf(stderr, "no CUDA device: skipped\n"); return 77; }
@@ -744,7 +745,9 @@ int main(int argc, char **argv) {
         ls_backend *be = NULL;
         t0 = now();
         if (ls_backend_cuda_create(&m, md > 0, md == 2, &be, &err)) { fprintf(stderr, "%s\n", err.msg); return 2; }
-        fprintf(stderr, "%s: backend up in %.1f s\n", mode_names[md], now() - t0);
+        ls_backend_cuda_set_graphs(be, graphs);
+        fprintf(stderr, "%s: backend up in %.1f s (decode steps as CUDA graphs: %s)\n", mode_names[md],
+                now() - t0, graphs ? "on" : "off");
         for (int i = 0; i < nb; i++) {
             int64_t B = batches[i];
             engine_run(&m, be, B, plen, 2, 7);   /* warm-up: allocations, cuBLAS plans */
@@ -761,9 +764,12 @@ int main(int argc, char **argv) {
                     mode_names[md], (long long)B, 1e3 * (g_fwd_s - qa) / (double)nnew);
             copy_ms[md][i] = 1e3 * (g_copy_s - ca) / (double)nnew;
             tps[md][i] = (double)(B * nnew) / (tb - ta);
-            fprintf(stderr, "%s B %lld: run(%lld) %.3f s, run(%lld) %.3f s -> %.3f ms/step, %.0f tok/s\n",
+            int64_t gcap, grep_;
+            ls_backend_cuda_graph_stats(be, &gcap, &grep_);
+            fprintf(stderr, "%s B %lld: run(%lld) %.3f s, run(%lld) %.3f s -> %.3f ms/step, %.0f tok/s "
+                    "(graphs so far: %lld captured, %lld replays)\n",
                     mode_names[md], (long long)B, (long long)warm, ta, (long long)(warm + nnew), tb,
-                    1e3 * (tb - ta) / (double)nnew, tps[md][i]);
+                    1e3 * (tb - ta) / (double)nnew, tps[md][i], (long long)gcap, (long long)grep_);
             if (profile) profile_step(be, md > 0, B, &pr[md][i]);
             if (profile && md == 0) profile_paths((ls_cuda_ctx *)be->impl, B, path_ms[i]);
             if (profile && md == first_md && i == 0)   /* any mode's weights will do */

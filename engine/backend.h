@@ -89,6 +89,13 @@ int ls_backend_cuda_available(void);
  * ignored otherwise). Fails with a clear message in a binary built without CUDA or on a
  * machine without a device. */
 int ls_backend_cuda_create(const ls_model *m, int fast, int tf32, ls_backend **out, ls_err *err);
+/* A CUDA backend replays a decode step's launches as a CUDA graph when the step has the
+ * last one's shape and buffers (docs/gpu.md, "The decode step as a CUDA graph"): on by
+ * default; off runs every launch directly (the benchmark and the tests compare the two).
+ * The stats count the graphs captured and the forwards that replayed one. Both ignore a
+ * backend that is not CUDA (stats: zeros). */
+void ls_backend_cuda_set_graphs(const ls_backend *b, int on);
+void ls_backend_cuda_graph_stats(const ls_backend *b, int64_t *captures, int64_t *replays);
 void ls_backend_free(ls_backend *b);   /* NULL and the CPU backend are fine */
 
 #endif

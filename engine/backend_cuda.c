@@ -514,6 +514,8 @@ static void ctx_free(ls_cuda_ctx *x) {
     if (x->desc_h) cudaFreeHost(x->desc_h);
     if (x->stage_d) cudaFree(x->stage_d);
     if (x->desc_ev) cudaEventDestroy(x->desc_ev);
+    if (x->graph) cudaGraphExecDestroy(x->graph);
+    free(x->gkey);
     if (x->cublas) cublasDestroy(x->cublas);
     if (x->stream) cudaStreamDestroy(x->stream);
     free(x);
@@ -527,6 +529,21 @@ static void cu_destroy(ls_backend *b) {
 /* ---------------- entry points ---------------- */
 
 int ls_backend_cuda_built(void) { return 1; }
+
+static ls_cuda_ctx *cuda_ctx_of(const ls_backend *b) {
+    return b && b->ops == &cuda_ops ? (ls_cuda_ctx *)b->impl : NULL;
+}
+
+void ls_backend_cuda_set_graphs(const ls_backend *b, int on) {
+    ls_cuda_ctx *x = cuda_ctx_of(b);
+    if (x) x->graphs_off = !on;
+}
+
+void ls_backend_cuda_graph_stats(const ls_backend *b, int64_t *captures, int64_t *replays) {
+    const ls_cuda_ctx *x = cuda_ctx_of(b);
+    *captures = x ? x->graph_captures : 0;
+    *replays = x ? x->graph_replays : 0;
+}
 
 int ls_backend_cuda_available(void) { return ls_cuda_device_available(); }
 

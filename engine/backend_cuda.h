@@ -59,6 +59,15 @@ typedef struct ls_cuda_ctx {
     int copy_failed;              /* a flush failed where nobody could be told (release, */
     ls_err copy_err;              /* destroy): the next flush reports copy_err */
     ls_backend twin;              /* a fast backend's invariant twin (its reference) */
+    /* the decode step as a CUDA graph (engine/forward_cuda.c, cu_graph_*): a keep_rows
+     * forward whose launches would be the same as the last one's (same shapes, buffers and
+     * caches: gkey) is captured once and then replayed, its per-step inputs (tokens,
+     * positions, block tables, state slots) arriving through the pack upload before it */
+    cudaGraphExec_t graph;        /* the captured forward, or NULL */
+    int64_t *gkey, gkey_n;        /* three keys of gkey_n entries: the graph's, the last
+                                   * forward's, the current one's (cu_graph_plan) */
+    int graphs_off;               /* 1: never capture (tests compare against it) */
+    int64_t graph_captures, graph_replays;
 } ls_cuda_ctx;
 
 /* engine/forward_cuda.c: ls_forward's contract on the device (states, KV in device memory;

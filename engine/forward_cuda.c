@@ -83,11 +83,14 @@ static int cu_prepare(ls_cuda_ctx *x, const ls_model *m, const ls_kv_cache *kv,
         const int64_t end = seqs[s].start_pos + seqs[s].n;
         if (seqs[s].block_table && end > 0) n_bt += (end + bs - 1) / bs;
     }
+    /* the block tables last: every other array's place depends only on the step's shape, so
+     * a captured forward (cu_graph_*) finds them where it left them */
     const int64_t o_row0 = 0, o_n = o_row0 + 8 * n_seqs, o_start = o_n + 8 * n_seqs;
-    const int64_t o_btoff = o_start + 8 * n_seqs, o_bt = o_btoff + 8 * n_seqs;
-    const int64_t o_init = o_bt + 8 * n_bt, o_tok = o_init + al8(4 * n_seqs);
+    const int64_t o_btoff = o_start + 8 * n_seqs, o_init = o_btoff + 8 * n_seqs;
+    const int64_t o_tok = o_init + al8(4 * n_seqs);
     const int64_t o_sel = o_tok + al8(4 * st->rows), o_conv = o_sel + al8(4 * st->n_lrows);
-    const int64_t o_ssm = o_conv + 8 * nm * n_seqs, total = o_ssm + 8 * nm * n_seqs + 8;
+    const int64_t o_ssm = o_conv + 8 * nm * n_seqs, o_bt = o_ssm + 8 * nm * n_seqs;
+    const int64_t total = o_bt + 8 * n_bt + 8;
     if (x->pack_live) {   /* the last forward's upload from pack_h may still be pending */
         CR(cudaStreamSynchronize(x->stream));
         x->pack_live = 0;
@@ -200,6 +203,81 @@ static int cu_probe_states(ls_cuda_ctx *x, const ls_forward_opts *o, const ls_se
     return 0;
 }
 
+/* ---- the decode step as a CUDA graph ------------------------------------------------------
+ * A keep_rows forward (the engine's decode and prefill steps, sampled on the device) issues
+ * ~250 launches whose arguments depend only on the step's shape and on where the buffers
+ * are: the key below. When a forward's key equals the last one's, its launches are captured
+ * into a graph (not run), instantiated, and launched; later forwards with the same key only
+ * upload their pack and launch the graph. Replaying issues the same kernels with the same
+ * arguments in the same order, so the same bits; what it saves is the host's work per launch
+ * and the GPU's gaps between launches. */
+
+enum { CU_GRAPH_NO = 0, CU_GRAPH_REPLAY = 1, CU_GRAPH_CAPTURE = 2 };
+
+/* What this forward does with the graph. The key: the mode, the step's shape and every
+ * device address its launches name (scratch, pack, KV caches; weights are the context's
+ * own). x->gkey holds three keys of gkey_n entries: the graph's, the last forward's, this
+ * forward's. */
+static int cu_graph_plan(ls_cuda_ctx *x, int fast, int64_t esz, const cu_step *st,
+                         int64_t n_seqs, const ls_kv_cache *kv, int64_t na, int *plan,
+                         ls_err *err) {
+    *plan = CU_GRAPH_NO;
+    if (x->graphs_off) return 0;
+    const int64_t n = 9 + 2 * na;
+    if (x->gkey_n != n) {   /* first use (na is the model's, fixed for the context) */
+        free(x->gkey);
+        x->gkey = calloc((size_t)(3 * n), 8);
+        if (!x->gkey) return ls_errf(err, "out of memory");
+        x->gkey_n = n;
+        if (x->graph) cudaGraphExecDestroy(x->graph);
+        x->graph = NULL;
+    }
+    int64_t *g = x->gkey, *last = g + n, *cur = g + 2 * n;
+    const int64_t head[9] = {1 + fast, esz, st->rows, n_seqs, st->n_lrows, st->max_keys,
+                             kv->block_size, (int64_t)(intptr_t)x->scratch,
+                             (int64_t)(intptr_t)x->pack_d};
+    memcpy(cur, head, sizeof head);
+    for (int64_t i = 0; i < na; i++) {
+        cur[9 + 2 * i] = (int64_t)(intptr_t)kv->k[i];
+        cur[10 + 2 * i] = (int64_t)(intptr_t)kv->v[i];
+    }
+    const size_t bytes = (size_t)n * 8;
+    if (x->graph && !memcmp(cur, g, bytes)) *plan = CU_GRAPH_REPLAY;
+    else if (!memcmp(cur, last, bytes)) *plan = CU_GRAPH_CAPTURE;   /* the same shape twice */
+    memcpy(last, cur, bytes);
+    return 0;
+}
+
+/* Ends a capture begun by cu_forward: instantiates it as x->graph (key: this forward's) and
+ * launches it. */
+static int cu_graph_finish(ls_cuda_ctx *x, ls_err *err) {
+    cudaGraph_t g = NULL;
+    CR(cudaStreamEndCapture(x->stream, &g));
+    cudaError_t e = cudaGraphInstantiate(&x->graph, g, 0);
+    cudaGraphDestroy(g);
+    if (e != cudaSuccess) {
+        x->graph = NULL;
+        return ls_cuda_errf(err, e, 0, "cudaGraphInstantiate (the forward's launches)");
+    }
+    memcpy(x->gkey, x->gkey + 2 * x->gkey_n, (size_t)x->gkey_n * 8);
+    x->graph_captures++;
+    CR(cudaGraphLaunch(x->graph, x->stream));
+    return 0;
+}
+
+/* After a failed forward: a capture in progress is abandoned, the graph dropped. */
+static void cu_graph_abandon(ls_cuda_ctx *x) {
+    enum cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(x->stream, &cs) == cudaSuccess && cs != cudaStreamCaptureStatusNone) {
+        cudaGraph_t g = NULL;
+        (void)cudaStreamEndCapture(x->stream, &g);
+        if (g) cudaGraphDestroy(g);
+    }
+    if (x->graph) cudaGraphExecDestroy(x->graph);
+    x->graph = NULL;
+    if (x->gkey) memset(x->gkey, 0, (size_t)(3 * x->gkey_n) * 8);
+}
+
 #define LS_T float
 #define LS_S(n) n##_f32
 #define LS_K(n) ls_cuda_##n##_f32
@@ -238,6 +316,7 @@ int ls_cuda_forward(ls_cuda_ctx *x, int fast, const ls_model *m, const ls_kv_cac
                                : cu_forward_f32(x, fast, m, kv, seqs, n_seqs, opts, err);
     if (rc) {
         /* leave the stream usable for the caller's clean-up; the message is already set */
+        cu_graph_abandon(x);
         (void)cudaStreamSynchronize(x->stream);
         (void)cudaGetLastError();
     }
@@ -291,6 +370,9 @@ static int LS_S(cu_forward)(ls_cuda_ctx *x, int fast, const ls_model *m, const l
         if (seqs[s].start_pos + seqs[s].n > st.max_keys) st.max_keys = seqs[s].start_pos + seqs[s].n;
         if (seqs[s].logprobs) st.n_lrows += seqs[s].n - seqs[s].logits_from;
     }
+    /* the attention scratch's keys per (row, head), rounded up: consecutive decode steps
+     * share one layout (and one graph); the kernel only needs max_keys >= every key count */
+    st.max_keys = (st.max_keys + 127) / 128 * 128;
     const int64_t rows = st.rows, nl = st.n_lrows;
     if (rows == 0) return 0;
     if (rows > INT32_MAX) return ls_errf(err, "forward: %lld rows in one step", (long long)rows);
@@ -335,6 +417,20 @@ static int LS_S(cu_forward)(ls_cuda_ctx *x, int fast, const ls_model *m, const l
 
     if (cu_prepare(x, m, kv, seqs, n_seqs, (char *)w[SCONV], (char *)w[SSSM], &st, err)) return -1;
     const ls_cuda_batch *B = &st.b;
+    int graph = CU_GRAPH_NO;
+    if (o->keep_rows && !o->probe && nl > 0 &&
+        cu_graph_plan(x, fast, esz, &st, n_seqs, kv, na, &graph, err))
+        return -1;
+    if (graph == CU_GRAPH_REPLAY) {   /* the same launches as the graph's: its inputs uploaded */
+        CR(cudaGraphLaunch(x->graph, S));
+        x->graph_replays++;
+        goto kept;
+    }
+    if (graph == CU_GRAPH_CAPTURE) {
+        if (x->graph) cudaGraphExecDestroy(x->graph);
+        x->graph = NULL;
+        CR(cudaStreamBeginCapture(S, cudaStreamCaptureModeThreadLocal));
+    }
 
     CK(LS_K(embed)(st.tokens_d, rows, (const LS_T *)dm->embed, V, H, w[X], S));
     int64_t mi = 0, ai = 0;
@@ -433,7 +529,9 @@ static int LS_S(cu_forward)(ls_cuda_ctx *x, int fast, const ls_model *m, const l
         CK(LS_K(rmsnorm)(w[SELX], H, nl, H, (const LS_T *)dm->final_norm, eps, w[SELN], H, S));
         CK(LS_S(cu_lin)(x, fast, w[SELN], H, nl, &dm->lm_head, w[LG], V));
         CK(LS_K(logsoftmax)(w[LG], V, nl, V, w[LG], V, S));
+        if (graph == CU_GRAPH_CAPTURE && cu_graph_finish(x, err)) return -1;
         if (o->keep_rows) {
+        kept:
             x->kept = w[LG];   /* the sample op reads them; it synchronises */
             x->kept_rows = nl;
             x->pack_live = 1;

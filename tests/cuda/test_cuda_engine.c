@@ -167,8 +167,20 @@ int main(int argc, char **argv) {
             fprintf(stderr, "GPU reference vs CPU reference (%s, information): %lld tokens, %lld bitwise equal, "
                     "max |d| %.3g\n", p ? "fp64" : "fp32", (long long)T.n_gpu_cpu[p],
                     (long long)T.bit_gpu_cpu[p], T.max_gpu_cpu[p]);
+        /* the engine's decode steps replayed as CUDA graphs where consecutive steps share a
+         * shape: every token above was compared with them in place */
+        int64_t cap = 0, rep = 0;
+        for (int p = 0; p < 2; p++)
+            for (int i = 0; i < 3; i++) {
+                int64_t c1, r1;
+                ls_backend_cuda_graph_stats(backends[p][i], &c1, &r1);
+                cap += c1, rep += r1;
+            }
+        fprintf(stderr, "CUDA graphs: %lld captured, %lld forwards replayed one\n", (long long)cap,
+                (long long)rep);
         CHECK(T.m.configs == n);
         if (n >= 100) {
+            CHECK(cap > 0 && rep > cap);
             CHECK(T.m.configs_preempting >= n / 10);
             CHECK(T.m.configs_hitting >= n / 20);
             CHECK(T.m.forks >= n / 4);
