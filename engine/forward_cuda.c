@@ -7,7 +7,9 @@
  * log-softmax only for the rows that want log-probabilities, gathered into a contiguous
  * block and downloaded in one copy, or, with opts->keep_rows, left on the device for the
  * backend's sample op (which downloads a token and a log-probability per draw). Nothing
- * else crosses the bus (probes aside, which download what they report).
+ * else crosses the bus (probes aside, which download what they report). A keep_rows forward
+ * with the previous one's shape and buffers replays its launches as a CUDA graph (cu_graph_*
+ * below).
  *
  * Invariant mode uses only the fixed-order kernels: every row's numbers are the same
  * sequence of operations whatever the batch, so the engine equals the GPU reference bit for
