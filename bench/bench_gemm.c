@@ -103,7 +103,7 @@ int main(int argc, char **argv) {
     }
     struct cudaDeviceProp prop;
     CU(cudaGetDeviceProperties(&prop, 0));
-    const double bw = bench_copy_bandwidth();
+    const double bw = bench_copy_bandwidth((size_t)1 << 30, 5);
     printf("device: %s, %d SMs, L2 %d MB; copy bandwidth %.0f GB/s; %s; us per call, GPU time "
            "(graphs of %d calls over W copies exceeding L2)\n\n",
            prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, bw / 1e9,

@@ -41,6 +41,7 @@
 #include "kernels/cuda/kernels_cuda.h"
 #include "tests/cuda/cu_check.h"
 #include "bench/decode_workload.h"
+#include "bench/gpu_timing.h"
 
 static double now(void) {
     struct timespec t;
@@ -57,32 +58,6 @@ static double ms_since(cudaEvent_t e0, cudaEvent_t e1, cudaStream_t S) {
     CU(cudaEventSynchronize(e1));
     CU(cudaEventElapsedTime(&ms, e0, e1));
     return (double)ms;
-}
-
-/* HBM bandwidth: a device-to-device copy of 2 GiB (2 GiB read + 2 GiB written), best of 10. */
-static double measure_bw(void) {
-    size_t n = (size_t)2 << 30;
-    void *a, *b;
-    CU(cudaMalloc(&a, n));
-    CU(cudaMalloc(&b, n));
-    CU(cudaMemset(a, 1, n));
-    CU(cudaMemset(b, 0, n));
-    cudaEvent_t e0, e1;
-    CU(cudaEventCreate(&e0));
-    CU(cudaEventCreate(&e1));
-    CU(cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice));
-    double best = 1e30;
-    for (int i = 0; i < 10; i++) {
-        CU(cudaEventRecord(e0, 0));
-        CU(cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice));
-        const double ms = ms_since(e0, e1, 0);
-        if (ms < best) best = ms;
-    }
-    cudaFree(a);
-    cudaFree(b);
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
-    return 2.0 * (double)n / (best * 1e-3);
 }
 
 static int64_t lin_params(const ls_linear *L) { return L->out * L->in + (L->b ? L->out : 0); }
@@ -681,7 +656,8 @@ int main(int argc, char **argv) {
     }
     struct cudaDeviceProp prop;
     CU(cudaGetDeviceProperties(&prop, 0));
-    double bw = measure_bw();
+    /* HBM bandwidth: a device-to-device copy of 2 GiB (2 GiB read + 2 GiB written), best of 10 */
+    double bw = bench_copy_bandwidth((size_t)2 << 30, 10);
     printf("device: %s; measured HBM bandwidth (2 GiB device-to-device copy, read + written, best of 10): %.0f GB/s\n",
            prop.name, bw / 1e9);
 

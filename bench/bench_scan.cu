@@ -10,7 +10,7 @@
  *                instruction touches 32 sectors, half of each);
  *   coalesced    the same bytes with each warp instruction moving 512 contiguous bytes;
  *   floor        the states' bytes (read + written) over the bandwidth of a 1 GiB
- *                device-to-device copy measured here.
+ *                device-to-device copy measured here (best of 5).
  * GPU time from CUDA graphs of 20 launches cycling over copies of the states that together
  * exceed the L2 cache three times (so the states come from HBM), best of 5 launches. */
 #include <cstdio>
@@ -22,16 +22,7 @@
 
 #include "bench/gpu_timing.h"
 
-/* a failed ls_cuda_* call: its message too */
-#define CK(x)                                                                                \
-    do {                                                                                     \
-        cudaError_t e_ = (x);                                                                \
-        if (e_ != cudaSuccess) {                                                             \
-            fprintf(stderr, "%s:%d %s: %s (%s)\n", __FILE__, __LINE__, #x,                   \
-                    cudaGetErrorString(e_), ls_cuda_error_message());                        \
-            exit(2);                                                                         \
-        }                                                                                    \
-    } while (0)
+#define CK(x) BENCH_CU(x)
 
 enum { N = 16, CALLS = 20 };
 
@@ -114,7 +105,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench_scan: batch %lld outside 1..4096\n", (long long)batches[i]);
             return 2;
         }
-    const double bw = bench_copy_bandwidth();
+    const double bw = bench_copy_bandwidth((size_t)1 << 30, 5);
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     printf("device: %s; copy bandwidth %.0f GB/s; decode scan, %lld channels x N = %d, one token "

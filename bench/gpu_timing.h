@@ -1,33 +1,26 @@
-/* GPU-time helpers shared by the GPU micro-benchmarks (bench_gemm.c, bench_scan.cu): C and
- * C++. A failed CUDA call prints where and exits 2 (these are programs, not library code). */
+/* GPU-time helpers shared by the GPU benchmarks (bench_gpu.c, bench_gemm.c, bench_scan.cu): C
+ * and C++. A failed CUDA call prints where and exits 2 (these are programs, not library
+ * code). */
 #ifndef LS_BENCH_GPU_TIMING_H
 #define LS_BENCH_GPU_TIMING_H
 
-#include <stdio.h>
-#include <stdlib.h>
-
 #include <cuda_runtime_api.h>
 
-#define BENCH_CU(x)                                                                          \
-    do {                                                                                     \
-        cudaError_t e_ = (x);                                                                \
-        if (e_ != cudaSuccess) {                                                             \
-            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-            exit(2);                                                                         \
-        }                                                                                    \
-    } while (0)
+#include "tests/cuda/cu_check.h"   /* LS_CU_OR_EXIT */
+
+#define BENCH_CU(x) LS_CU_OR_EXIT(x, 2)
 
 /* calls launches: f(ctx, i, stream) for i = 0 .. calls-1 */
 typedef void (*bench_launch_fn)(void *ctx, int i, cudaStream_t stream);
 
-/* ms of op(ctx, S) between two events: 6 runs, the best of the last 5 */
+/* ms of op(ctx, S) between two events: one warm-up run, then the best of `reps` */
 static inline double bench_best_ms(void (*op)(void *ctx, cudaStream_t S), void *ctx,
-                                   cudaStream_t S) {
+                                   cudaStream_t S, int reps) {
     cudaEvent_t e0, e1;
     BENCH_CU(cudaEventCreate(&e0));
     BENCH_CU(cudaEventCreate(&e1));
     double best = 1e30;
-    for (int rep = 0; rep < 6; rep++) {
+    for (int rep = 0; rep <= reps; rep++) {
         float ms;
         BENCH_CU(cudaEventRecord(e0, S));
         op(ctx, S);
@@ -46,7 +39,7 @@ static inline void bench_graph_op(void *ge, cudaStream_t S) {
 }
 
 /* us per launch: the calls captured into one CUDA graph, so host work per call does not
- * show, the graph timed by bench_best_ms */
+ * show, the graph timed by bench_best_ms (best of 5) */
 static inline double bench_graph_us(bench_launch_fn f, void *ctx, int calls, cudaStream_t S) {
     cudaGraph_t g;
     cudaGraphExec_t ge;
@@ -54,7 +47,7 @@ static inline double bench_graph_us(bench_launch_fn f, void *ctx, int calls, cud
     for (int i = 0; i < calls; i++) f(ctx, i, S);
     BENCH_CU(cudaStreamEndCapture(S, &g));
     BENCH_CU(cudaGraphInstantiate(&ge, g, 0));
-    const double ms = bench_best_ms(bench_graph_op, (void *)ge, S);
+    const double ms = bench_best_ms(bench_graph_op, (void *)ge, S, 5);
     cudaGraphExecDestroy(ge);
     cudaGraphDestroy(g);
     return ms * 1e3 / calls;
@@ -66,15 +59,15 @@ static inline void bench_copy_op(void *ctx, cudaStream_t S) {
     BENCH_CU(cudaMemcpyAsync(c->dst, c->src, c->n, cudaMemcpyDeviceToDevice, S));
 }
 
-/* bytes/s of a 1 GiB device-to-device copy (read + written), timed by bench_best_ms */
-static inline double bench_copy_bandwidth(void) {
-    bench_copy c = {NULL, NULL, (size_t)1 << 30};
+/* bytes/s of a device-to-device copy of `bytes` (read + written), timed by bench_best_ms */
+static inline double bench_copy_bandwidth(size_t bytes, int reps) {
+    bench_copy c = {NULL, NULL, bytes};
     void *src;
     BENCH_CU(cudaMalloc(&c.dst, c.n));
     BENCH_CU(cudaMalloc(&src, c.n));
     BENCH_CU(cudaMemset(src, 1, c.n));
     c.src = src;
-    const double ms = bench_best_ms(bench_copy_op, &c, 0);
+    const double ms = bench_best_ms(bench_copy_op, &c, 0, reps);
     cudaFree(c.dst);
     cudaFree(src);
     return 2.0 * (double)c.n / (ms * 1e-3);
