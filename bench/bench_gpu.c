@@ -2,7 +2,7 @@
  * "Benchmark"). Run on the GPU machine through tools/gpu/bench.sh.
  *
  *   bench_gpu MODEL_DIR [--batches 1,16,64,256] [--modes invariant,fast,tf32] [--prompt 16]
- *             [--new 64] [--warm 8] [--hf FILE] [--no-profile] [--graphs 1|0]
+ *             [--new 64] [--warm 8] [--hf FILE] [--no-profile] [--graphs 1|0] [--repeat 1]
  *
  * The model is loaded in fp32 (the engine converts the BF16 checkpoint at load: every weight,
  * state, KV row and activation it touches is 4 bytes). For each mode (invariant: our
@@ -12,7 +12,8 @@
  * Decode time = time(ls_engine_run with WARM + NEW new tokens) - time(the same with WARM new
  * tokens): the prefill, the cache allocation and the first WARM decode steps cancel, what is
  * left is NEW full decode steps of the real engine (scheduler, state copies, forward, sampling
- * on the device, token download). tokens/s = B * NEW / that time.
+ * on the device, token download). tokens/s = B * NEW / that time. --repeat R measures R
+ * such pairs and takes the median time (same-machine comparisons: tools/gpu/ab.sh).
  *
  * Roofline per decode step = bytes / measured bandwidth, bytes = weights read once (all
  * non-expert matrices, B embedding rows, the expected number of distinct experts touched per
@@ -622,15 +623,22 @@ static int parse_list(const char *s, int64_t *v, int max) {
     return n;
 }
 
+#define MAX_REPEAT 32
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: bench_gpu MODEL_DIR [--batches 1,16,64,256] [--modes invariant,fast,tf32]"
-                        " [--prompt 16] [--new 64] [--warm 8] [--hf FILE] [--no-profile] [--graphs 1|0]\n");
+                        " [--prompt 16] [--new 64] [--warm 8] [--hf FILE] [--no-profile] [--graphs 1|0]"
+                        " [--repeat 1]\n");
         return 2;
     }
     const char *dir = argv[1], *hf = NULL, *modes = "invariant,fast,tf32";
     int64_t batches[16] = {1, 16, 64, 256};
-    int nb = 4, profile = 1, graphs = 1;
+    int nb = 4, profile = 1, graphs = 1, repeat = 1;
     int64_t plen = 16, nnew = 64, warm = 8;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--batches") && i + 1 < argc) nb = parse_list(argv[++i], batches, 16);
@@ -641,7 +649,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--hf") && i + 1 < argc) hf = argv[++i];
         else if (!strcmp(argv[i], "--no-profile")) profile = 0;
         else if (!strcmp(argv[i], "--graphs") && i + 1 < argc) graphs = atoi(argv[++i]) != 0;
+        else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = atoi(argv[++i]);
         else { fprintf(stderr, "bench_gpu: unknown argument %s\n", argv[i]); return 2; }
+    }
+    if (repeat < 1 || repeat > MAX_REPEAT) {
+        fprintf(stderr, "bench_gpu: --repeat %d outside 1..%d\n", repeat, MAX_REPEAT);
+        return 2;
     }
     if (!ls_backend_cuda_available()) { fprintf(stderr, "no CUDA device: skipped\n"); return 77; }
     double hf_tps[16];
@@ -727,11 +740,23 @@ int main(int argc, char **argv) {
         for (int i = 0; i < nb; i++) {
             int64_t B = batches[i];
             engine_run(&m, be, B, plen, 2, 7);   /* warm-up: allocations, cuBLAS plans */
-            g_fwd_s = g_copy_s = g_sample_s = 0;
-            double ta = engine_run(&m, be, B, plen, warm, 11 + (uint64_t)i);
-            double fa = g_fwd_s + g_sample_s, ca = g_copy_s, qa = g_fwd_s;
-            g_fwd_s = g_copy_s = g_sample_s = 0;
-            double tb = engine_run(&m, be, B, plen, warm + nnew, 11 + (uint64_t)i);
+            /* --repeat R: R (short, long) pairs, the median decode time counts; the pieces
+             * below come from the last pair */
+            double ta = 0, tb = 0, fa = 0, ca = 0, qa = 0, dts[MAX_REPEAT];
+            for (int rp = 0; rp < repeat; rp++) {
+                g_fwd_s = g_copy_s = g_sample_s = 0;
+                ta = engine_run(&m, be, B, plen, warm, 11 + (uint64_t)i);
+                fa = g_fwd_s + g_sample_s, ca = g_copy_s, qa = g_fwd_s;
+                g_fwd_s = g_copy_s = g_sample_s = 0;
+                tb = engine_run(&m, be, B, plen, warm + nnew, 11 + (uint64_t)i);
+                dts[rp] = tb - ta;
+                if (repeat > 1)
+                    fprintf(stderr, "%s B %lld: pair %d: %.3f ms/step\n", mode_names[md],
+                            (long long)B, rp + 1, 1e3 * dts[rp] / (double)nnew);
+            }
+            qsort(dts, (size_t)repeat, sizeof *dts, cmp_double);
+            const double dt_med = repeat % 2 ? dts[repeat / 2]
+                                             : (dts[repeat / 2 - 1] + dts[repeat / 2]) / 2;
             fwd_ms[md][i] = 1e3 * (g_fwd_s + g_sample_s - fa) / (double)nnew;
             /* the forward call returns once its launches are queued: its host time against the
              * step says whether the host keeps ahead of the GPU (the rest of the step is the
@@ -739,13 +764,13 @@ int main(int argc, char **argv) {
             fprintf(stderr, "%s B %lld: forward calls (host, queueing the launches) %.3f ms/step\n",
                     mode_names[md], (long long)B, 1e3 * (g_fwd_s - qa) / (double)nnew);
             copy_ms[md][i] = 1e3 * (g_copy_s - ca) / (double)nnew;
-            tps[md][i] = (double)(B * nnew) / (tb - ta);
+            tps[md][i] = (double)(B * nnew) / dt_med;
             int64_t gcap, grep_;
             ls_backend_cuda_graph_stats(be, &gcap, &grep_);
             fprintf(stderr, "%s B %lld: run(%lld) %.3f s, run(%lld) %.3f s -> %.3f ms/step, %.0f tok/s "
                     "(graphs so far: %lld captured, %lld replays)\n",
                     mode_names[md], (long long)B, (long long)warm, ta, (long long)(warm + nnew), tb,
-                    1e3 * (tb - ta) / (double)nnew, tps[md][i], (long long)gcap, (long long)grep_);
+                    1e3 * dt_med / (double)nnew, tps[md][i], (long long)gcap, (long long)grep_);
             if (profile) profile_step(be, md > 0, B, &pr[md][i]);
             if (profile && md == 0) profile_paths((ls_cuda_ctx *)be->impl, B, path_ms[i]);
             if (profile && md == first_md && i == 0)   /* any mode's weights will do */
