@@ -46,11 +46,15 @@ template <typename T> struct ls_scan_args {
     int64_t ldy;
 };
 
+/* dt as the scan uses it, from the value dt holds at (row, c) */
 template <typename T>
-__device__ __forceinline__ T ls_scan_dt(const ls_scan_args<T> &a, int64_t r, int64_t c) {
-    T v = a.dt[r * a.lddt + c];
+__device__ __forceinline__ T ls_scan_dt_of(const ls_scan_args<T> &a, T v, int64_t c) {
     if (a.dt_bias) v = v + a.dt_bias[c];
     return a.dt_softplus ? ls_softplus(v) : v;
+}
+template <typename T>
+__device__ __forceinline__ T ls_scan_dt(const ls_scan_args<T> &a, int64_t r, int64_t c) {
+    return ls_scan_dt_of(a, a.dt[r * a.lddt + c], c);
 }
 
 /* Channel c of sequence s over its n tokens from row r0, the state in registers. */
@@ -143,11 +147,33 @@ __global__ void __launch_bounds__(LS_SCAN_THREADS) ls_scan_kernel(const ls_scan_
  * read once into shared memory by the first 32 threads instead of as 32 broadcast loads per
  * thread. The arithmetic is ls_scan_tokens_reg's, in the same order.
  *
- * Measured at decode (256 sequences x 4096 channels, N = 16, on an H100): 69.7 us against the
- * one-thread kernel's 70.4. The states' in-place read and write by 64-byte rows alone takes
- * 62.5 us, by whole-warp 16-byte vectors 47.2; but moving them to the rows through shared
- * memory (per block: 82.9 us; per warp: 80.6) or holding 4 elements per thread with the
- * products shuffled to the channel's first lane (80.7) cost more than the coalescing gained. */
+ * Latency, not the access pattern, bounded it: a block's loads came in a chain (the pack,
+ * then the state, then, behind the barriers that stage B and C, x, dt and z), each a trip to
+ * memory. So the first token's x, dt, z, B and C are loaded beside the state, and each next
+ * token's while the current one is computed (ls_scan_in). Measured at decode on an H100
+ * (bench_scan, 256 sequences x 4096 channels): 69.6 -> 58.4 us, below the 62.4 us that
+ * moving the states alone by 64-byte rows takes. Also tried (ninth session): the block's 8 KB
+ * of states moved by the copy engine (cp.async.bulk) through shared memory: 72.3 us without
+ * the prefetch, 59.9 with it; dropped. */
+
+/* One token's per-channel inputs for the block kernel: x, dt as it arrives, z, and (first
+ * 32 threads) the token's B (t < 16) or C (16 <= t < 32) element. */
+template <typename T> struct ls_scan_in {
+    T x, dt, z, bc;
+};
+template <typename T>
+__device__ __forceinline__ ls_scan_in<T> ls_scan_in_load(const ls_scan_args<T> &a, int64_t r,
+                                                         int64_t c, int t) {
+    ls_scan_in<T> v;
+    v.x = a.x[r * a.ldx + c];
+    v.dt = a.dt[r * a.lddt + c];
+    v.z = a.z[r * a.ldz + c];
+    v.bc = t < LS_SCAN_REG_N       ? a.B[r * a.ldB + t]
+           : t < 2 * LS_SCAN_REG_N ? a.Cm[r * a.ldC + t - LS_SCAN_REG_N]
+                                   : (T)0;
+    return v;
+}
+
 template <typename T>
 __global__ void __launch_bounds__(LS_SCAN_THREADS)
 ls_scan_block_kernel(const ls_scan_args<T> a, unsigned blocks_per_seq) {
@@ -162,6 +188,10 @@ ls_scan_block_kernel(const ls_scan_args<T> a, unsigned blocks_per_seq) {
     h += c * LS_SCAN_REG_N;
     const int init = a.has_init[s];
     const bool wide = ((uintptr_t)h & 15) == 0;
+    /* the first token's inputs go out beside the state's load (neither needs the other),
+     * and each next token's while the current one is computed */
+    ls_scan_in<T> next = {};
+    if (n > 0) next = ls_scan_in_load(a, r0, c, t);
     T hr[LS_SCAN_REG_N], ar[LS_SCAN_REG_N];
     if (init && wide) {
         ls_ld16(h, hr);
@@ -173,13 +203,12 @@ ls_scan_block_kernel(const ls_scan_args<T> a, unsigned blocks_per_seq) {
     const T Dc = a.D[c];
     for (int64_t i = 0; i < n; i++) {
         const int64_t r = r0 + i;
+        const ls_scan_in<T> in = next;
+        if (i + 1 < n) next = ls_scan_in_load(a, r + 1, c, t);
         __syncthreads();   /* the last token's B and C read by everyone */
-        if (t < LS_SCAN_REG_N)
-            bc[t] = a.B[r * a.ldB + t];
-        else if (t < 2 * LS_SCAN_REG_N)
-            bc[t] = a.Cm[r * a.ldC + t - LS_SCAN_REG_N];
+        if (t < 2 * LS_SCAN_REG_N) bc[t] = in.bc;
         __syncthreads();
-        const T xv = a.x[r * a.ldx + c], dtv = ls_scan_dt(a, r, c);
+        const T xv = in.x, dtv = ls_scan_dt_of(a, in.dt, c);
         T acc = 0;
 #pragma unroll
         for (int k = 0; k < LS_SCAN_REG_N; k++) {
@@ -188,7 +217,7 @@ ls_scan_block_kernel(const ls_scan_args<T> a, unsigned blocks_per_seq) {
             hr[k] = dA * hr[k] + dBx;
             acc += hr[k] * bc[LS_SCAN_REG_N + k];
         }
-        a.y[r * a.ldy + c] = (acc + xv * Dc) * ls_silu(a.z[r * a.ldz + c]);
+        a.y[r * a.ldy + c] = (acc + xv * Dc) * ls_silu(in.z);
     }
     if (wide) {
         ls_st16(h, hr);

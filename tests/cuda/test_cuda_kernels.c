@@ -1303,17 +1303,22 @@ static void LS_S(test_moe)(int64_t E, int64_t k) {
     dfree_all();
 }
 
-static void LS_S(test_logsoftmax)(void) {
-    const int64_t R = 37, n = 1000, ldx = 1003, ldo = 1001;
+/* n = 1000: the kernel's one-at-a-time loop only; 5003: its 8-ahead loads (2,048 elements
+ * a round), then the rest one at a time */
+static void LS_S(test_logsoftmax)(int64_t n) {
+    const int64_t R = 37, ldx = n + 3, ldo = n + 1;
     LS_T *x = LS_S(hrand)(R * ldx, -8, 8);
     for (int64_t i = 0; i < n; i++) x[2 * ldx + i] = (LS_T)-INFINITY;   /* row 2: all -inf */
     x[2 * ldx + 500] = (LS_T)1;
+    x[5 * ldx + n - 1] = (LS_T)40;   /* row 5: its largest element last */
     LS_T *dxx = LS_S(dputT)(x, R * ldx), *dout = LS_S(dalloc)(R * ldo);
     RUN(LS_S(ls_cuda_logsoftmax)(dxx, ldx, R, n, dout, ldo, 0));
     LS_T *o = LS_S(dgetT)(dout, R * ldo), *got = LS_S(pack)(o, R, n, ldo);
     LS_T *ref = hmalloc((size_t)(R * n) * sizeof(LS_T));
     for (int64_t r = 0; r < R; r++) LS_S(ls_logsoftmax)(x + r * ldx, n, ref + r * n);
-    LS_S(cmp)("logsoftmax", got, ref, R * n, 0, LS_TOL);
+    char name[64];
+    snprintf(name, sizeof name, "logsoftmax (rows of %lld)", (long long)n);
+    LS_S(cmp)(name, got, ref, R * n, 0, LS_TOL);
     LS_T *dout1 = LS_S(dalloc)(n);
     RUN(LS_S(ls_cuda_logsoftmax)(dxx + 30 * ldx, ldx, 1, n, dout1, n, 0));
     LS_T *g1 = LS_S(dgetT)(dout1, n);
@@ -1462,7 +1467,8 @@ static void LS_S(run_all)(void) {
     LS_S(test_attention)(264, 1);
     LS_S(test_moe)(16, 2);
     LS_S(test_moe)(8, 4);
-    LS_S(test_logsoftmax)();
+    LS_S(test_logsoftmax)(1000);
+    LS_S(test_logsoftmax)(5003);
     LS_S(test_elementwise)();
     if (bench_on()) LS_S(bench_more)();
     fflush(stdout);
