@@ -517,6 +517,10 @@ static void ctx_free(ls_cuda_ctx *x) {
     if (x->graph) cudaGraphExecDestroy(x->graph);
     free(x->gkey);
     if (x->cublas) cublasDestroy(x->cublas);
+    if (x->cublas_side) cublasDestroy(x->cublas_side);
+    if (x->fork_ev) cudaEventDestroy(x->fork_ev);
+    if (x->join_ev) cudaEventDestroy(x->join_ev);
+    if (x->side) cudaStreamDestroy(x->side);
     if (x->stream) cudaStreamDestroy(x->stream);
     free(x);
 }
@@ -547,6 +551,32 @@ void ls_backend_cuda_graph_stats(const ls_backend *b, int64_t *captures, int64_t
 
 int ls_backend_cuda_available(void) { return ls_cuda_device_available(); }
 
+/* Fast mode's cuBLAS handles, and the side stream with its fork and join events. */
+static int side_stream(ls_cuda_ctx *x, ls_err *err) {
+    cublasStatus_t st = cublasCreate(&x->cublas);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        x->cublas = NULL;
+        return ls_errf(err, "cuda: cublasCreate failed: %s", cublasGetStatusString(st));
+    }
+    cudaError_t e = cudaStreamCreate(&x->side);
+    if (e != cudaSuccess) {
+        x->side = NULL;
+        return ls_cuda_errf(err, e, 0, "creating the side stream");
+    }
+    cudaEvent_t *ev[2] = {&x->fork_ev, &x->join_ev};
+    for (int i = 0; i < 2; i++)
+        if ((e = cudaEventCreateWithFlags(ev[i], cudaEventDisableTiming)) != cudaSuccess) {
+            *ev[i] = NULL;
+            return ls_cuda_errf(err, e, 0, "creating the side stream's events");
+        }
+    st = cublasCreate(&x->cublas_side);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        x->cublas_side = NULL;
+        return ls_errf(err, "cuda: cublasCreate failed: %s", cublasGetStatusString(st));
+    }
+    return 0;
+}
+
 int ls_backend_cuda_create(const ls_model *m, int fast, int tf32, ls_backend **out, ls_err *err) {
     *out = NULL;
     if (!m) return ls_errf(err, "backend cuda: no model");
@@ -569,14 +599,10 @@ int ls_backend_cuda_create(const ls_model *m, int fast, int tf32, ls_backend **o
         free(b);
         return ls_cuda_errf(err, e, 0, "creating a stream");
     }
-    if (fast) {
-        cublasStatus_t st = cublasCreate(&x->cublas);
-        if (st != CUBLAS_STATUS_SUCCESS) {
-            x->cublas = NULL;
-            ctx_free(x);
-            free(b);
-            return ls_errf(err, "cuda: cublasCreate failed: %s", cublasGetStatusString(st));
-        }
+    if (fast && side_stream(x, err)) {
+        ctx_free(x);
+        free(b);
+        return -1;
     }
     if (upload_model(x, err)) {
         ctx_free(x);

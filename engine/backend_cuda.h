@@ -24,6 +24,12 @@ typedef struct ls_cuda_ctx {
     int64_t n_dallocs, cap_dallocs;
     cudaStream_t stream;          /* everything runs on it, in issue order */
     cublasHandle_t cublas;        /* fast mode only */
+    /* fast mode's second stream: a dense MoE layer's router and top-k run on it beside the
+     * experts' GEMMs (which do not need them), forked from and joined back to `stream` by
+     * events; its own cuBLAS handle, so the two GEMMs never share a workspace */
+    cudaStream_t side;
+    cublasHandle_t cublas_side;
+    cudaEvent_t fork_ev, join_ev;
     int tf32;
     /* grown on demand, reused by every step */
     void *scratch;                /* device activations */

@@ -18,8 +18,9 @@
  * per expert: ls_cuda_moe_fast_tile), the MoE expert products through one batched cuBLAS
  * GEMM over grouped tiles (ls_cuda_linear_moe_fast), or, where that measured faster still
  * (ls_cuda_moe_dense_fast), every expert over every row in two cuBLAS calls
- * (ls_cuda_mlp_fast, which also runs the dense MLP with its gate and up fused): not batch
- * invariant, compared with tolerances.
+ * (ls_cuda_mlp_fast, which also runs the dense MLP with its gate and up fused; the router and
+ * its top-k then run on a second stream beside the experts' GEMMs, joined back before the
+ * combine): not batch invariant, compared with tolerances.
  *
  * Index arithmetic is int64_t throughout; device offsets are base + 64-bit element counts. */
 #ifndef LS_T
@@ -495,13 +496,29 @@ static int LS_S(cu_forward)(ls_cuda_ctx *x, int fast, const ls_model *m, const l
              * expert order. No host round trip. */
             const int64_t k = c->num_experts_per_tok, En = L->n_experts;
             const LS_T *const *wl = (const LS_T *const *)x->moe_w[l];
-            CK(LS_S(cu_lin)(x, fast, w[XN], H, rows, &L->router, w[RL], En));
-            CK(LS_K(moe_route)(w[RL], En, rows, En, k, w[PROBS], idx, w[WTS], S));
             if (cu_moe_dense(x, fast, l, rows, En, k, esz)) {
-                CK(LS_K(mlp_fast)(x->cublas, w[XN], H, rows, H, I, En, (const LS_T *)x->mlp_gu[l],
-                                  (const LS_T *)x->mlp_down[l], w[G], w[ACT], w[EY], x->tf32, S));
+                /* the routing on the side stream, beside the experts' products, which do
+                 * not need it; joined back before the combine (also when they failed, so
+                 * that a capture never ends with the side stream still forked) */
+                CR(cudaEventRecord(x->fork_ev, S));
+                CR(cudaStreamWaitEvent(x->side, x->fork_ev, 0));
+                cudaError_t re = LS_K(linear_fast)(x->cublas_side, w[XN], H, rows, L->router.in,
+                                                   (const LS_T *)L->router.w,
+                                                   (const LS_T *)L->router.b, En, w[RL], En,
+                                                   x->tf32, x->side);
+                if (re == cudaSuccess)
+                    re = LS_K(moe_route)(w[RL], En, rows, En, k, w[PROBS], idx, w[WTS], x->side);
+                CR(cudaEventRecord(x->join_ev, x->side));
+                const cudaError_t me = LS_K(mlp_fast)(
+                    x->cublas, w[XN], H, rows, H, I, En, (const LS_T *)x->mlp_gu[l],
+                    (const LS_T *)x->mlp_down[l], w[G], w[ACT], w[EY], x->tf32, S);
+                CR(cudaStreamWaitEvent(S, x->join_ev, 0));
+                if (re != cudaSuccess) return ls_cuda_errf(err, re, 1, "the MoE routing (side stream)");
+                if (me != cudaSuccess) return ls_cuda_errf(err, me, 1, "the MoE experts (mlp_fast)");
                 CK(LS_K(moe_combine_dense)(w[EY], w[WTS], idx, rows, k, En, H, w[FFO], S));
             } else {
+                CK(LS_S(cu_lin)(x, fast, w[XN], H, rows, &L->router, w[RL], En));
+                CK(LS_K(moe_route)(w[RL], En, rows, En, k, w[PROBS], idx, w[WTS], S));
                 const int64_t np = rows * k, ft = cu_moe_fast_tile(x, fast, np, En);
                 CK(ls_cuda_moe_group_tiles(idx, np, En, ft ? ft : LS_CUDA_MOE_TILE, grp, S));
                 CK(LS_S(cu_lin_moe)(x, ft, w[XN], H, k, np, H, wl, En, grp, I, w[G], I, mw, mws));
