@@ -85,7 +85,6 @@ static int run(const char *path, const char *fault, int on, const prec_mode *pm,
     char set[256];
     if (ls_config_load(path, rc, &err)) { fprintf(stderr, "%s\n", err.msg); return -1; }
     int bad = ls_config_set(rc, "backend=cuda", &err) || ls_config_set(rc, "mode=fast", &err) ||
-              ls_config_set(rc, "compare.probe_layers=false", &err) ||
               ls_config_set(rc, "compare.probe_layers=false", &err);
     snprintf(set, sizeof set, "compare.max_divergent_frac=%.17g", frac);
     bad = bad || ls_config_set(rc, set, &err);
