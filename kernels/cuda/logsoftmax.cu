@@ -14,9 +14,10 @@
  * H100, ninth session). */
 #define LS_LSM_AHEAD 8
 
-/* f(v) for the thread's elements x[tid], x[tid + 256], ... of a row of n, in that order */
+/* f(v) for the thread's elements x[tid], x[tid + 256], ... of a row of n, in that order.
+ * xr is not __restrict__: the kernel also runs in place, with f storing into the row. */
 template <typename T, typename F>
-__device__ __forceinline__ void ls_lsm_walk(const T *__restrict__ xr, int64_t n, F f) {
+__device__ __forceinline__ void ls_lsm_walk(const T *xr, int64_t n, F f) {
     int64_t i = threadIdx.x;
     for (; i + (LS_LSM_AHEAD - 1) * LS_LSM_THREADS < n; i += LS_LSM_AHEAD * LS_LSM_THREADS) {
         T v[LS_LSM_AHEAD];
