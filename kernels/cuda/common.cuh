@@ -16,6 +16,34 @@ cudaError_t ls_cuda_fail(cudaError_t e, const char *fmt, ...)
 /* After a launch: the launch error, with the kernel's name in the message. */
 cudaError_t ls_cuda_launched(const char *what);
 
+/* Programmatic dependent launch (Hopper): ls_launch_pdl lets the GPU start a kernel's blocks
+ * as the kernel before it in the stream drains, instead of after it has completed and the
+ * launch has gone through. The kernel calls ls_pdl_wait() before its first memory access,
+ * which returns once that previous kernel has completed and its writes are visible: nothing
+ * is read or written early, only the gap between the two kernels shrinks. After a plain
+ * launch the wait returns at once. */
+__device__ __forceinline__ void ls_pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+
+template <typename... P, typename... A>
+static cudaError_t ls_launch_pdl(const char *what, void (*kernel)(P...), dim3 grid, dim3 block,
+                                 cudaStream_t stream, A... args) {
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.stream = stream;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, args...);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return ls_cuda_fail(e, "%s: launch failed: %s", what, cudaGetErrorString(e));
+    }
+    return ls_cuda_launched(what);
+}
+
 #define LS_CUDA_REQUIRE(cond, ...) \
     do { if (!(cond)) return ls_cuda_fail(cudaErrorInvalidValue, __VA_ARGS__); } while (0)
 

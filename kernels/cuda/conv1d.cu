@@ -15,6 +15,7 @@ ls_conv1d_kernel(int64_t n_seqs, const int64_t *__restrict__ row0,
                  T *const *__restrict__ states, const T *__restrict__ u, int64_t ldu,
                  const T *__restrict__ w, const T *__restrict__ bias, int64_t C, int Kr,
                  T *__restrict__ out, int64_t ldo) {
+    ls_pdl_wait();
     const int K = KT > 0 ? KT : Kr;
     const int64_t gid = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (gid >= n_seqs * C) return;
@@ -82,16 +83,16 @@ static cudaError_t ls_conv1d(const ls_cuda_batch *b, T *const *states, const T *
     const int64_t blocks = ls_cuda_cdiv(total, 128);
     LS_CUDA_REQUIRE(blocks <= LS_CUDA_MAX_GRID_X, "conv1d: batch too large");
 #define LS_CONV_LAUNCH(KT)                                                                  \
-    ls_conv1d_kernel<T, KT><<<(unsigned)blocks, 128, 0, stream>>>(                         \
-        b->n_seqs, b->row0, b->n, b->has_init, states, u, ldu, w, bias, C, (int)K, out, ldo)
+    ls_launch_pdl("conv1d", ls_conv1d_kernel<T, KT>, dim3((unsigned)blocks), dim3(128), stream, \
+                  b->n_seqs, b->row0, b->n, b->has_init, states, u, ldu, w, bias, C, (int)K,  \
+                  out, ldo)
     switch (K) {   /* Jamba's d_conv is 4 */
-    case 2: LS_CONV_LAUNCH(2); break;
-    case 3: LS_CONV_LAUNCH(3); break;
-    case 4: LS_CONV_LAUNCH(4); break;
-    default: LS_CONV_LAUNCH(0);
+    case 2: return LS_CONV_LAUNCH(2);
+    case 3: return LS_CONV_LAUNCH(3);
+    case 4: return LS_CONV_LAUNCH(4);
+    default: return LS_CONV_LAUNCH(0);
     }
 #undef LS_CONV_LAUNCH
-    return ls_cuda_launched("conv1d");
 }
 
 #define LS_INST(T, S)                                                                         \

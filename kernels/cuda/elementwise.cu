@@ -20,6 +20,7 @@ __global__ void ls_silu_mul_kernel(const T *g, const T *up, T *act, int64_t n) {
 template <typename T>
 __global__ void ls_silu_mul_rows_kernel(const T *g, int64_t ldg, const T *up, int64_t ldu,
                                         int64_t rows, int64_t n, T *act, int64_t lda) {
+    ls_pdl_wait();
     for (int64_t r = blockIdx.y; r < rows; r += gridDim.y)
         for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < n;
              c += (int64_t)gridDim.x * blockDim.x)
@@ -31,6 +32,7 @@ __global__ void ls_silu_mul_rows_kernel(const T *g, int64_t ldg, const T *up, in
 template <typename T>
 __global__ void ls_silu_mul_rows4_kernel(const T *g, int64_t ldg, const T *up, int64_t ldu,
                                          int64_t rows, int64_t n4, T *act, int64_t lda) {
+    ls_pdl_wait();
     for (int64_t r = blockIdx.y; r < rows; r += gridDim.y)
         for (int64_t c = 4 * (blockIdx.x * (int64_t)blockDim.x + threadIdx.x); c < 4 * n4;
              c += 4 * (int64_t)gridDim.x * blockDim.x) {
@@ -73,12 +75,11 @@ template <typename T> __global__ void ls_fill_kernel(T *p, int64_t n, T v) {
         if (rows == 0 || n == 0) return cudaSuccess;                                          \
         if (n % 4 == 0 && ldg % 4 == 0 && ldu % 4 == 0 && lda % 4 == 0 && ls_aligned16(g) &&  \
             ls_aligned16(up) && ls_aligned16(act))                                            \
-            ls_silu_mul_rows4_kernel<T><<<ls_rows_grid(rows, n / 4), 256, 0, stream>>>(       \
-                g, ldg, up, ldu, rows, n / 4, act, lda);                                      \
-        else                                                                                  \
-            ls_silu_mul_rows_kernel<T><<<ls_rows_grid(rows, n), 256, 0, stream>>>(           \
-                g, ldg, up, ldu, rows, n, act, lda);                                          \
-        return ls_cuda_launched("silu_mul_rows");                                             \
+            return ls_launch_pdl("silu_mul_rows", ls_silu_mul_rows4_kernel<T>,              \
+                                 ls_rows_grid(rows, n / 4), dim3(256), stream, g, ldg, up,    \
+                                 ldu, rows, n / 4, act, lda);                                 \
+        return ls_launch_pdl("silu_mul_rows", ls_silu_mul_rows_kernel<T>, ls_rows_grid(rows, n), \
+                             dim3(256), stream, g, ldg, up, ldu, rows, n, act, lda);          \
     }                                                                                         \
     extern "C" cudaError_t ls_cuda_add_##S(T *x, const T *y, int64_t n, cudaStream_t stream) { \
         LS_CUDA_REQUIRE(n >= 0, "add: n < 0");                                                \

@@ -25,6 +25,7 @@ template <typename T>
 __global__ void ls_moe_route_kernel(const T *__restrict__ logits, int64_t ld, int64_t rows,
                                     int64_t E, int64_t k, T *__restrict__ probs,
                                     int64_t *__restrict__ idx, T *__restrict__ wts) {
+    ls_pdl_wait();
     const int64_t r = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (r >= rows) return;
     const T *lr = logits + r * ld;
@@ -72,6 +73,7 @@ template <typename T>
 __global__ void ls_moe_combine_kernel(const T *__restrict__ y, const T *__restrict__ wts,
                                       const int64_t *__restrict__ idx, int64_t E, int64_t rows,
                                       int64_t k, int64_t H, T *__restrict__ out) {
+    ls_pdl_wait();
     const int64_t total = rows * H;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
          i += (int64_t)gridDim.x * blockDim.x) {
@@ -92,9 +94,9 @@ static cudaError_t ls_moe_route(const T *logits, int64_t ld, int64_t rows, int64
                     "moe_route: bad sizes rows=%lld E=%lld k=%lld", (long long)rows,
                     (long long)E, (long long)k);
     if (rows == 0) return cudaSuccess;
-    ls_moe_route_kernel<T><<<(unsigned)ls_cuda_cdiv(rows, 64), 64, 0, stream>>>(
-        logits, ld, rows, E, k, probs, idx, wts);
-    return ls_cuda_launched("moe_route");
+    return ls_launch_pdl("moe_route", ls_moe_route_kernel<T>,
+                         dim3((unsigned)ls_cuda_cdiv(rows, 64)), dim3(64), stream, logits, ld,
+                         rows, E, k, probs, idx, wts);
 }
 
 template <typename T>
@@ -104,8 +106,8 @@ static cudaError_t ls_moe_combine(const T *y, const T *wts, const int64_t *idx, 
     LS_CUDA_REQUIRE(rows >= 0 && k >= 1 && H >= 1 && (!idx || E >= 1), "moe_combine: bad sizes");
     if (rows == 0) return cudaSuccess;
     const unsigned blocks = ls_cuda_stride_blocks(rows * H);
-    ls_moe_combine_kernel<T><<<blocks, 256, 0, stream>>>(y, wts, idx, E, rows, k, H, out);
-    return ls_cuda_launched("moe_combine");
+    return ls_launch_pdl("moe_combine", ls_moe_combine_kernel<T>, dim3(blocks), dim3(256), stream,
+                         y, wts, idx, E, rows, k, H, out);
 }
 
 #define LS_MOE_GROUP_THREADS 1024

@@ -62,6 +62,7 @@ __global__ void __launch_bounds__(LS_RMS_THREADS)
 ls_rmsnorm_kernel(T *x, int64_t ldx, const T *a, int64_t lda, int64_t n, const T *__restrict__ w,
                   T eps, T *y, int64_t ldy) {
     __shared__ T buf[LS_RMS_THREADS];
+    ls_pdl_wait();
     const int64_t r = blockIdx.x;
     ls_rmsnorm_row<T, ADD>(x + r * ldx, ADD ? a + r * lda : a, n, w, eps, y + r * ldy, buf);
 }
@@ -72,6 +73,7 @@ ls_rmsnorm_kernel(T *x, int64_t ldx, const T *a, int64_t lda, int64_t n, const T
  * block's lanes t + 32 m (ls_warp_lanes_reduce): the same sums, the same bits. */
 template <typename T>
 __global__ void ls_rmsnorm_segs_kernel(T *x, int64_t ldx, ls_cuda_norm_segs sg, T eps) {
+    ls_pdl_wait();
     const int q = threadIdx.x / 32, t = threadIdx.x % 32;
     const int64_t n = sg.n[q];
     T *xr = x + blockIdx.x * ldx + sg.off[q];
@@ -97,12 +99,10 @@ static cudaError_t ls_rmsnorm(T *x, int64_t ldx, const T *a, int64_t lda, int64_
                     (long long)n, (long long)ldx, (long long)ldy);
     if (rows == 0) return cudaSuccess;
     if (a)
-        ls_rmsnorm_kernel<T, true><<<(unsigned)rows, LS_RMS_THREADS, 0, stream>>>(
-            x, ldx, a, lda, n, w, (T)eps, y, ldy);
-    else
-        ls_rmsnorm_kernel<T, false><<<(unsigned)rows, LS_RMS_THREADS, 0, stream>>>(
-            x, ldx, a, lda, n, w, (T)eps, y, ldy);
-    return ls_cuda_launched(a ? "add_rmsnorm" : "rmsnorm");
+        return ls_launch_pdl("add_rmsnorm", ls_rmsnorm_kernel<T, true>, dim3((unsigned)rows),
+                             dim3(LS_RMS_THREADS), stream, x, ldx, a, lda, n, w, (T)eps, y, ldy);
+    return ls_launch_pdl("rmsnorm", ls_rmsnorm_kernel<T, false>, dim3((unsigned)rows),
+                         dim3(LS_RMS_THREADS), stream, x, ldx, a, lda, n, w, (T)eps, y, ldy);
 }
 
 template <typename T>
@@ -116,8 +116,8 @@ static cudaError_t ls_rmsnorm_segs(T *x, int64_t ldx, int64_t rows, const ls_cud
                         "rmsnorm_segs: segment %d (offset %lld, %lld wide) outside the row of %lld",
                         q, (long long)sg->off[q], (long long)sg->n[q], (long long)ldx);
     if (rows == 0) return cudaSuccess;
-    ls_rmsnorm_segs_kernel<T><<<(unsigned)rows, 32 * sg->n_seg, 0, stream>>>(x, ldx, *sg, (T)eps);
-    return ls_cuda_launched("rmsnorm_segs");
+    return ls_launch_pdl("rmsnorm_segs", ls_rmsnorm_segs_kernel<T>, dim3((unsigned)rows),
+                         dim3(32 * (unsigned)sg->n_seg), stream, x, ldx, *sg, (T)eps);
 }
 
 #define LS_INST(T, S)                                                                        \

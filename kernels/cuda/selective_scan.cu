@@ -90,6 +90,7 @@ __device__ __forceinline__ void ls_scan_no_state(const ls_scan_args<T> &a, int64
 
 template <typename T, bool REG>
 __global__ void __launch_bounds__(LS_SCAN_THREADS) ls_scan_kernel(const ls_scan_args<T> a) {
+    ls_pdl_wait();
     const int64_t gid = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (gid >= a.n_seqs * a.C) return;
     const int64_t s = gid / a.C, c = gid % a.C, N = a.N;
@@ -178,6 +179,7 @@ template <typename T>
 __global__ void __launch_bounds__(LS_SCAN_THREADS)
 ls_scan_block_kernel(const ls_scan_args<T> a, unsigned blocks_per_seq) {
     __shared__ T bc[2 * LS_SCAN_REG_N];
+    ls_pdl_wait();
     const unsigned b = blockIdx.x;
     const int64_t s = b / blocks_per_seq;
     const int t = threadIdx.x;
@@ -243,14 +245,13 @@ static cudaError_t ls_scan(const ls_cuda_batch *b, T *const *states, const T *x,
     const ls_scan_args<T> a = {b->n_seqs, b->row0, b->n, b->has_init, states, x, ldx, dt, lddt,
                                dt_bias, dt_softplus, A, B, ldB, Cm, ldC, D, z, ldz, C, N, y,
                                ldy};
+    const dim3 grid((unsigned)blocks), block(LS_SCAN_THREADS);
     if (N == LS_SCAN_REG_N && C % LS_SCAN_THREADS == 0 && ((uintptr_t)A & 15) == 0)
-        ls_scan_block_kernel<T><<<(unsigned)blocks, LS_SCAN_THREADS, 0, stream>>>(
-            a, (unsigned)(C / LS_SCAN_THREADS));
-    else if (N <= LS_SCAN_REG_N)
-        ls_scan_kernel<T, true><<<(unsigned)blocks, LS_SCAN_THREADS, 0, stream>>>(a);
-    else
-        ls_scan_kernel<T, false><<<(unsigned)blocks, LS_SCAN_THREADS, 0, stream>>>(a);
-    return ls_cuda_launched("scan");
+        return ls_launch_pdl("scan", ls_scan_block_kernel<T>, grid, block, stream, a,
+                             (unsigned)(C / LS_SCAN_THREADS));
+    if (N <= LS_SCAN_REG_N)
+        return ls_launch_pdl("scan", ls_scan_kernel<T, true>, grid, block, stream, a);
+    return ls_launch_pdl("scan", ls_scan_kernel<T, false>, grid, block, stream, a);
 }
 
 #define LS_INST(T, S)                                                                         \
