@@ -22,7 +22,11 @@ cudaError_t ls_cuda_launched(const char *what);
  * which returns once that previous kernel has completed and its writes are visible: nothing
  * is read or written early, only the gap between the two kernels shrinks. After a plain
  * launch the wait returns at once. */
-__device__ __forceinline__ void ls_pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+__device__ __forceinline__ void ls_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900   /* the build targets sm_90 only */
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
 
 template <typename... P, typename... A>
 static cudaError_t ls_launch_pdl(const char *what, void (*kernel)(P...), dim3 grid, dim3 block,
