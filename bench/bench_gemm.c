@@ -106,15 +106,18 @@ static void lt_layouts_free(gemm_ctx *c) {
     cublasLtMatrixLayoutDestroy(c->cd), cublasLtMatmulDescDestroy(c->op);
 }
 
+/* an algo configuration attribute as an int: its size asked first, since cublasLt refuses a
+ * buffer of the wrong size (the cluster shape is 16-bit, the split-K count signed 32-bit) */
 static int cfg_get(const cublasLtMatmulAlgo_t *a, cublasLtMatmulAlgoConfigAttributes_t at) {
-    uint32_t v = 0;   /* every attribute read here fits; 16-bit ones leave the high half 0 */
     size_t w = 0;
-    cublasLtMatmulAlgoConfigGetAttribute(a, at, &v, sizeof v, &w);
+    cublasLtMatmulAlgoConfigGetAttribute(a, at, NULL, 0, &w);
     if (w == sizeof(uint16_t)) {
         uint16_t h = 0;
         cublasLtMatmulAlgoConfigGetAttribute(a, at, &h, sizeof h, &w);
-        v = h;
+        return (int)h;
     }
+    int32_t v = 0;
+    cublasLtMatmulAlgoConfigGetAttribute(a, at, &v, sizeof v, &w);
     return (int)v;
 }
 static void algo_desc(const cublasLtMatmulAlgo_t *a, char *buf, size_t n) {

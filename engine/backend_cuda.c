@@ -552,7 +552,7 @@ void ls_backend_cuda_graph_stats(const ls_backend *b, int64_t *captures, int64_t
 int ls_backend_cuda_available(void) { return ls_cuda_device_available(); }
 
 /* Fast mode's cuBLAS handles, and the side stream with its fork and join events. */
-static int side_stream(ls_cuda_ctx *x, ls_err *err) {
+static int fast_handles(ls_cuda_ctx *x, ls_err *err) {
     cublasStatus_t st = cublasCreate(&x->cublas);
     if (st != CUBLAS_STATUS_SUCCESS) {
         x->cublas = NULL;
@@ -599,7 +599,7 @@ int ls_backend_cuda_create(const ls_model *m, int fast, int tf32, ls_backend **o
         free(b);
         return ls_cuda_errf(err, e, 0, "creating a stream");
     }
-    if (fast && side_stream(x, err)) {
+    if (fast && fast_handles(x, err)) {
         ctx_free(x);
         free(b);
         return -1;
