@@ -16,7 +16,7 @@
 # (speed of light, occupancy, warp stalls) of the first decode-step launch at the largest
 # batch of the kernels whose names match REGEX, in mode NSYS_MODE (ncu.txt), STEP=1 every
 # kernel's GPU time over one decode step at the largest batch in mode NSYS_MODE, grouped by
-# kernel (tools/gpu/ncu_step.py -> ncu_step.md).
+# kernel (tools/gpu/ncu_step.py -> ncu_step.md; STEP_LIST=1 adds every launch in order).
 # Logs under $OUT: make_model.log hf.log hf.txt bench.md bench.err.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -70,7 +70,7 @@ if [ "${STEP:-0}" = 1 ] && [ -n "$NCU_BIN" ]; then
     --cache-control none --csv --print-units base -s "${STEP_SKIP:-3500}" -c 800 \
     "$B/bench/bench_gpu" "$model" --batches "${BATCHES##*,}" --modes "${NSYS_MODE:-fast}" \
     --no-profile --new 8 > "$OUT/ncu_step.csv" 2>&1 || rc=1
-  python3 tools/gpu/ncu_step.py "$OUT/ncu_step.csv" > "$OUT/ncu_step.md" &&
+  python3 tools/gpu/ncu_step.py "$OUT/ncu_step.csv" ${STEP_LIST:+--list} > "$OUT/ncu_step.md" &&
     rm -f "$OUT/ncu_step.csv"   # kept when it could not be read
   cat "$OUT/ncu_step.md"
 fi
