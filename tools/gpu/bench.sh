@@ -70,7 +70,9 @@ if [ "${STEP:-0}" = 1 ] && [ -n "$NCU_BIN" ]; then
     --cache-control none --csv --print-units base -s "${STEP_SKIP:-3500}" -c 800 \
     "$B/bench/bench_gpu" "$model" --batches "${BATCHES##*,}" --modes "${NSYS_MODE:-fast}" \
     --no-profile --new 8 > "$OUT/ncu_step.csv" 2>&1 || rc=1
-  python3 tools/gpu/ncu_step.py "$OUT/ncu_step.csv" ${STEP_LIST:+--list} > "$OUT/ncu_step.md" &&
+  list=()
+  [ "${STEP_LIST:-0}" = 1 ] && list=(--list)
+  python3 tools/gpu/ncu_step.py "$OUT/ncu_step.csv" "${list[@]}" > "$OUT/ncu_step.md" &&
     rm -f "$OUT/ncu_step.csv"   # kept when it could not be read
   cat "$OUT/ncu_step.md"
 fi
