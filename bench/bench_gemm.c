@@ -208,6 +208,15 @@ static void keep_best(timed_algo *top, int *n, const cublasLtMatmulAlgo_t *a, do
     top[i] = (timed_algo){*a, us};
 }
 
+/* times configuration a; one cublasLt takes is counted and kept if among the KEEP fastest */
+static void try_config(gemm_ctx *c, cudaStream_t S, const cublasLtMatmulAlgo_t *a,
+                       timed_algo *top, int *ntop, int *tried) {
+    const double us = time_algo(c, a, S);
+    if (us < 0) return;
+    (*tried)++;
+    keep_best(top, ntop, a, us);
+}
+
 /* the base's split-K (-1 is what the heuristic's Hopper kernels come with), reduction
  * schemes, CTA swizzling and custom options, its cluster shape kept */
 static void sweep_split(gemm_ctx *c, cudaStream_t S, cublasLtMatmulAlgo_t a, timed_algo *top,
@@ -227,10 +236,7 @@ static void sweep_split(gemm_ctx *c, cudaStream_t S, cublasLtMatmulAlgo_t a, tim
                     CFG(&a, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, red);
                     CFG(&a, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING, swz);
                     CFG(&a, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION, cust);
-                    const double us = time_algo(c, &a, S);
-                    if (us < 0) continue;
-                    (*tried)++;
-                    keep_best(top, ntop, &a, us);
+                    try_config(c, S, &a, top, ntop, tried);
                 }
         }
 }
@@ -241,10 +247,7 @@ static void sweep_cluster(gemm_ctx *c, cudaStream_t S, cublasLtMatmulAlgo_t a, t
     for (uint16_t cl = 0; cl < CUBLASLT_CLUSTER_SHAPE_END; cl++) {
         if (cl == 1) continue;   /* not a shape: the enum starts its shapes at 2 */
         CFG(&a, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID, cl);
-        const double us = time_algo(c, &a, S);
-        if (us < 0) continue;
-        (*tried)++;
-        keep_best(top, ntop, &a, us);
+        try_config(c, S, &a, top, ntop, tried);
     }
 }
 
@@ -271,10 +274,7 @@ static double search_best(gemm_ctx *c, cudaStream_t S, const timed_algo *heur, i
             for (int s = 0; s < ns; s++) {
                 CFG(&a, CUBLASLT_ALGO_CONFIG_TILE_ID, tiles[t]);
                 CFG(&a, CUBLASLT_ALGO_CONFIG_STAGES_ID, stages[s]);
-                const double us = time_algo(c, &a, S);
-                if (us < 0) continue;
-                (*tried)++;
-                keep_best(top, &ntop, &a, us);
+                try_config(c, S, &a, top, &ntop, tried);
             }
     }
     for (int h = 0; h < nheur; h++)
